@@ -1,0 +1,8 @@
+//! The Live Cloud data plane: venue feeds come in, licensed broadcasters' outputs go out.
+//!
+//! A flow's packets travel through one [`fanout::FlowBus`]: sources publish TS chunks into it,
+//! every output holds a cursor into the same ring, so a payload is stored once however many
+//! broadcasters receive it.
+
+pub mod fanout;
+pub mod udp;
