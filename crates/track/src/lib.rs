@@ -8,11 +8,14 @@
 pub mod calib;
 pub mod camera;
 pub mod error;
+pub mod io;
 pub mod keypoints;
 pub mod skeleton;
+pub mod triangulate;
 
 pub use calib::CalibFormat;
 pub use camera::{Calibration, Camera, Distortion, Intrinsics};
 pub use error::{Error, Result};
 pub use keypoints::{CameraKeypoints, Frame2D, Keypoint2D, Keypoint3D, Keypoints2D, Pose3D};
 pub use skeleton::Skeleton;
+pub use triangulate::{TriangulationConfig, Triangulator};
