@@ -1,0 +1,454 @@
+//! SMPTE ST 2022-7 seamless protection switching: two RTP paths carrying the same packets
+//! are merged by sequence number, so a packet lost on one path is taken from the other.
+//!
+//! Sans-IO: `push(path, now, packet)` and `handle_timeout(now)` drive it, `poll_output()`
+//! yields the merged packets in sequence order, each sequence number once, and
+//! `poll_timeout()` says when a held gap expires. A gap is held for the recovery window
+//! (counted from the arrival of the first packet after it) to give the other path time to
+//! fill it, then given up as lost.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::rtp::{RtpError, RtpPacket, SeqExtender};
+
+/// One of the two network paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Path {
+    A,
+    B,
+}
+
+impl Path {
+    fn index(self) -> usize {
+        match self {
+            Self::A => 0,
+            Self::B => 1,
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self.index()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MergerConfig {
+    /// How long a gap waits for the other path (the paths' differential delay budget).
+    pub window: Duration,
+    /// Most packets held behind a gap; beyond it the gap is given up at once. Bounds memory.
+    pub max_packets: usize,
+    /// A path with no packet for this long is reported dead.
+    pub path_timeout: Duration,
+}
+
+impl Default for MergerConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_millis(50),
+            max_packets: 2048,
+            path_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A packet of the merged output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergedPacket {
+    pub sequence: u16,
+    pub ssrc: u32,
+    /// The whole RTP packet as it arrived.
+    pub data: Bytes,
+    payload: Range<usize>,
+}
+
+impl MergedPacket {
+    /// The RTP payload (for MP2T: whole TS packets), without copying.
+    pub fn payload(&self) -> Bytes {
+        self.data.slice(self.payload.clone())
+    }
+}
+
+/// Counters of one path. Losses are counted once a sequence number leaves the merger's
+/// history (or at `flush`), for sequence numbers after the path's first packet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathStats {
+    pub packets: u64,
+    /// Sequence numbers this path never delivered.
+    pub lost: u64,
+    /// Of those, how many the other path delivered (recovered thanks to the merge).
+    pub recovered_from_other: u64,
+    /// Packets that came after their sequence number had been given up.
+    pub late: u64,
+    /// Packets of another stream (SSRC) or far outside the sequence window, held as a
+    /// possible restart.
+    pub foreign: u64,
+    pub ssrc: Option<u32>,
+    pub last_arrival: Option<Instant>,
+}
+
+/// Counters of the merged output.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergerStats {
+    pub output: u64,
+    /// Sequence numbers neither path delivered within the window.
+    pub lost: u64,
+    /// Second copies dropped (the normal case: every packet arrives twice).
+    pub duplicates: u64,
+    /// Times the merger restarted on a new stream (SSRC change or sequence jump on all paths).
+    pub resyncs: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    /// Extended sequence number held, or `EMPTY`.
+    ext: u64,
+    packet: Option<MergedPacket>,
+    arrival: Option<Instant>,
+    /// Paths that delivered it (bit per path).
+    seen: u8,
+}
+
+const EMPTY: u64 = u64::MAX;
+
+impl Slot {
+    fn empty() -> Self {
+        Self {
+            ext: EMPTY,
+            packet: None,
+            arrival: None,
+            seen: 0,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct PathState {
+    stats: PathStats,
+    /// First extended sequence number of the current stream this path delivered.
+    joined_at: Option<u64>,
+}
+
+/// The 2022-7 merger. Push every packet of both paths; poll the output after each push
+/// and after `handle_timeout`.
+#[derive(Debug)]
+pub struct Merger {
+    config: MergerConfig,
+    ring: Vec<Slot>,
+    mask: u64,
+    ssrc: Option<u32>,
+    seq: SeqExtender,
+    next_out: Option<u64>,
+    highest: u64,
+    gap_since: Option<Instant>,
+    last_accepted: Option<Instant>,
+    paths: [PathState; 2],
+    foreign: VecDeque<(Path, Instant, Bytes, u32)>,
+    draining: bool,
+    ready: VecDeque<MergedPacket>,
+    stats: MergerStats,
+}
+
+impl Default for Merger {
+    fn default() -> Self {
+        Self::new(MergerConfig::default())
+    }
+}
+
+impl Merger {
+    pub fn new(config: MergerConfig) -> Self {
+        let max_packets = config.max_packets.clamp(1, 1 << 15);
+        // History twice the hold limit: late copies of emitted packets are still recognised.
+        let len = (2 * max_packets).next_power_of_two();
+        Self {
+            config: MergerConfig {
+                max_packets,
+                ..config
+            },
+            ring: vec![Slot::empty(); len],
+            mask: len as u64 - 1,
+            ssrc: None,
+            seq: SeqExtender::default(),
+            next_out: None,
+            highest: 0,
+            gap_since: None,
+            last_accepted: None,
+            paths: Default::default(),
+            foreign: VecDeque::new(),
+            draining: false,
+            ready: VecDeque::new(),
+            stats: MergerStats::default(),
+        }
+    }
+
+    /// Takes one RTP packet that arrived on `path` at `now`. A datagram that is not RTP is
+    /// refused (and nothing changes).
+    pub fn push(&mut self, path: Path, now: Instant, packet: Bytes) -> Result<(), RtpError> {
+        let rtp = RtpPacket::parse(&packet)?;
+        let (sequence, ssrc) = (rtp.sequence, rtp.ssrc);
+        let start = rtp.header_len();
+        let payload = start..start + rtp.payload.len();
+        let stats = &mut self.paths[path.index()].stats;
+        stats.packets += 1;
+        stats.ssrc = Some(ssrc);
+        stats.last_arrival = Some(now);
+        self.accept(
+            path,
+            now,
+            MergedPacket {
+                sequence,
+                ssrc,
+                data: packet,
+                payload,
+            },
+        );
+        self.advance(now);
+        Ok(())
+    }
+
+    fn accept(&mut self, path: Path, now: Instant, packet: MergedPacket) {
+        let current = *self.ssrc.get_or_insert(packet.ssrc);
+        let ext = self.seq.peek(packet.sequence);
+        let history = self.ring.len() as u64;
+        let next = *self.next_out.get_or_insert(ext);
+        // Beyond the history either way the packet cannot be placed: a restart or a jump.
+        let far = if ext < next {
+            next - ext >= history
+        } else {
+            ext - next >= history
+        };
+        if packet.ssrc != current || far {
+            self.hold_foreign(path, now, packet);
+            return;
+        }
+        self.seq.extend(packet.sequence);
+        self.last_accepted = Some(now);
+        let p = &mut self.paths[path.index()];
+        p.joined_at.get_or_insert(ext);
+        let slot_index = (ext & self.mask) as usize;
+        if self.ring[slot_index].ext == ext {
+            let slot = &mut self.ring[slot_index];
+            // A slot given up as lost has no arrival time.
+            if ext < next && slot.arrival.is_none() {
+                p.stats.late += 1;
+            } else {
+                self.stats.duplicates += 1;
+            }
+            slot.seen |= path.bit();
+            return;
+        }
+        if ext < next {
+            // Its slot already moved on: a copy older than the history.
+            p.stats.late += 1;
+            return;
+        }
+        self.replace_slot(
+            slot_index,
+            Slot {
+                ext,
+                packet: Some(packet),
+                arrival: Some(now),
+                seen: path.bit(),
+            },
+        );
+        self.highest = self.highest.max(ext);
+    }
+
+    fn hold_foreign(&mut self, path: Path, now: Instant, packet: MergedPacket) {
+        self.paths[path.index()].stats.foreign += 1;
+        if self
+            .foreign
+            .front()
+            .is_some_and(|&(_, _, _, ssrc)| ssrc != packet.ssrc)
+        {
+            self.foreign.clear();
+        }
+        if self.foreign.len() >= self.ring.len() {
+            self.foreign.pop_front();
+        }
+        self.foreign
+            .push_back((path, now, packet.data, packet.ssrc));
+    }
+
+    /// Puts `slot` in place, first counting the per-path losses of what it replaces.
+    fn replace_slot(&mut self, index: usize, slot: Slot) {
+        let old = std::mem::replace(&mut self.ring[index], slot);
+        self.finalize(&old);
+    }
+
+    fn finalize(&mut self, old: &Slot) {
+        if old.ext == EMPTY {
+            return;
+        }
+        for (i, p) in self.paths.iter_mut().enumerate() {
+            let bit = 1 << i;
+            if p.joined_at.is_some_and(|j| j <= old.ext) && old.seen & bit == 0 {
+                p.stats.lost += 1;
+                if old.seen & !bit != 0 {
+                    p.stats.recovered_from_other += 1;
+                }
+            }
+        }
+    }
+
+    /// Moves every packet that may go out now to the output queue, giving up gaps whose
+    /// window expired.
+    fn advance(&mut self, now: Instant) {
+        loop {
+            let Some(next) = self.next_out else { return };
+            if next > self.highest {
+                if self.draining {
+                    if self.foreign.is_empty() {
+                        self.draining = false;
+                        break;
+                    }
+                    self.restart_on_foreign();
+                    continue;
+                }
+                break;
+            }
+            let index = (next & self.mask) as usize;
+            if self.ring[index].ext == next
+                && let Some(packet) = self.ring[index].packet.take()
+            {
+                self.ready.push_back(packet);
+                self.stats.output += 1;
+                self.next_out = Some(next + 1);
+                self.gap_since = None;
+                continue;
+            }
+            let gap_start = match self.gap_since {
+                Some(t) => t,
+                None => {
+                    let t = self.first_arrival_after(next);
+                    self.gap_since = Some(t);
+                    t
+                }
+            };
+            let overfull = self.highest - next >= self.config.max_packets as u64;
+            if self.draining || overfull || now >= gap_start + self.config.window {
+                self.replace_slot(
+                    index,
+                    Slot {
+                        ext: next,
+                        packet: None,
+                        arrival: None,
+                        seen: 0,
+                    },
+                );
+                self.stats.lost += 1;
+                self.next_out = Some(next + 1);
+                continue;
+            }
+            break;
+        }
+        if !self.draining
+            && !self.foreign.is_empty()
+            && self
+                .last_accepted
+                .is_none_or(|t| now >= t + self.config.window)
+        {
+            // Nothing of the current stream for a whole window while another one flows:
+            // the sender restarted. Flush what is held, then follow the new stream.
+            self.draining = true;
+            self.advance(now);
+        }
+    }
+
+    /// Arrival of the first held packet after `next` (the gap's start).
+    fn first_arrival_after(&self, next: u64) -> Instant {
+        (next + 1..=self.highest)
+            .find_map(|e| {
+                let s = &self.ring[(e & self.mask) as usize];
+                (s.ext == e).then_some(s.arrival).flatten()
+            })
+            .expect("a packet after the gap is held")
+    }
+
+    fn restart_on_foreign(&mut self) {
+        self.finalize_all();
+        self.draining = false;
+        self.ssrc = None;
+        self.seq.reset();
+        self.next_out = None;
+        self.highest = 0;
+        self.gap_since = None;
+        for p in &mut self.paths {
+            p.joined_at = None;
+        }
+        self.stats.resyncs += 1;
+        let held = std::mem::take(&mut self.foreign);
+        for (path, at, data, _) in held {
+            // Every held packet parsed once already.
+            if let Ok(rtp) = RtpPacket::parse(&data) {
+                let start = rtp.header_len();
+                let packet = MergedPacket {
+                    sequence: rtp.sequence,
+                    ssrc: rtp.ssrc,
+                    payload: start..start + rtp.payload.len(),
+                    data: data.clone(),
+                };
+                self.accept(path, at, packet);
+            }
+        }
+    }
+
+    fn finalize_all(&mut self) {
+        for i in 0..self.ring.len() {
+            self.replace_slot(i, Slot::empty());
+        }
+    }
+
+    /// Gives up held gaps whose window ended by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+    }
+
+    /// When `handle_timeout` next has work: the held gap's expiry, or the moment a waiting
+    /// new stream takes over.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let gap = self.gap_since.map(|t| t + self.config.window);
+        let restart = (!self.foreign.is_empty())
+            .then_some(self.last_accepted)
+            .flatten()
+            .map(|t| t + self.config.window);
+        gap.into_iter().chain(restart).min()
+    }
+
+    /// Next merged packet, in sequence order.
+    pub fn poll_output(&mut self) -> Option<MergedPacket> {
+        self.ready.pop_front()
+    }
+
+    /// End of stream: emits everything held (gaps given up) and settles the per-path loss
+    /// counters.
+    pub fn flush(&mut self) {
+        self.draining = true;
+        let foreign = std::mem::take(&mut self.foreign);
+        if let Some(now) = self.last_accepted {
+            self.advance(now);
+        }
+        self.foreign = foreign;
+        self.draining = false;
+        self.finalize_all();
+    }
+
+    pub fn path_stats(&self, path: Path) -> &PathStats {
+        &self.paths[path.index()].stats
+    }
+
+    /// Whether the path delivered a packet within `path_timeout` of `now`.
+    pub fn path_alive(&self, path: Path, now: Instant) -> bool {
+        self.paths[path.index()]
+            .stats
+            .last_arrival
+            .is_some_and(|t| now.saturating_duration_since(t) < self.config.path_timeout)
+    }
+
+    pub fn stats(&self) -> &MergerStats {
+        &self.stats
+    }
+}
