@@ -144,6 +144,8 @@ pub struct Merger {
     next_out: Option<u64>,
     highest: u64,
     gap_since: Option<Instant>,
+    /// Until then nothing is output (see `accept`).
+    startup_until: Option<Instant>,
     last_accepted: Option<Instant>,
     paths: [PathState; 2],
     foreign: VecDeque<(Path, Instant, Bytes, u32)>,
@@ -175,6 +177,7 @@ impl Merger {
             next_out: None,
             highest: 0,
             gap_since: None,
+            startup_until: None,
             last_accepted: None,
             paths: Default::default(),
             foreign: VecDeque::new(),
@@ -213,7 +216,19 @@ impl Merger {
         let current = *self.ssrc.get_or_insert(packet.ssrc);
         let ext = self.seq.peek(packet.sequence);
         let history = self.ring.len() as u64;
-        let next = *self.next_out.get_or_insert(ext);
+        if self.next_out.is_none() {
+            // Start-up: hold the first window so that earlier packets still on their way on
+            // the slower path can take the lead.
+            self.startup_until = Some(now + self.config.window);
+        }
+        let mut next = *self.next_out.get_or_insert(ext);
+        if ext < next
+            && next - ext < self.config.max_packets as u64
+            && self.startup_until.is_some_and(|t| now < t)
+        {
+            next = ext;
+            self.next_out = Some(ext);
+        }
         // Beyond the history either way the packet cannot be placed: a restart or a jump.
         let far = if ext < next {
             next - ext >= history
@@ -297,6 +312,9 @@ impl Merger {
     /// Moves every packet that may go out now to the output queue, giving up gaps whose
     /// window expired.
     fn advance(&mut self, now: Instant) {
+        if !self.draining && self.startup_until.is_some_and(|t| now < t) {
+            return;
+        }
         loop {
             let Some(next) = self.next_out else { return };
             if next > self.highest {
@@ -415,7 +433,10 @@ impl Merger {
             .then_some(self.last_accepted)
             .flatten()
             .map(|t| t + self.config.window);
-        gap.into_iter().chain(restart).min()
+        let startup = self
+            .startup_until
+            .filter(|_| self.ready.is_empty() && self.stats.output == 0);
+        gap.into_iter().chain(restart).chain(startup).min()
     }
 
     /// Next merged packet, in sequence order.
@@ -450,5 +471,268 @@ impl Merger {
 
     pub fn stats(&self) -> &MergerStats {
         &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp::{PT_MP2T, RtpHeader};
+    use proptest::prelude::*;
+
+    fn rtp(seq: u16, ssrc: u32) -> Bytes {
+        let payload = [seq as u8; 188];
+        let h = RtpHeader {
+            payload_type: PT_MP2T,
+            sequence: seq,
+            ssrc,
+            ..RtpHeader::default()
+        };
+        Bytes::from(h.encode(&payload, 0).expect("valid header"))
+    }
+
+    fn drain(m: &mut Merger) -> Vec<u16> {
+        std::iter::from_fn(|| m.poll_output())
+            .map(|p| p.sequence)
+            .collect()
+    }
+
+    fn ms(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn fills_a_gap_from_the_other_path_and_wraps() {
+        let t0 = Instant::now();
+        let mut m = Merger::default();
+        let seqs: Vec<u16> = (65530..=65535).chain(0..6).collect();
+        for (i, &s) in seqs.iter().enumerate() {
+            if s != 65534 {
+                m.push(Path::A, ms(t0, i as u64), rtp(s, 1)).unwrap();
+            }
+        }
+        // Start-up holds the first window.
+        assert!(drain(&mut m).is_empty());
+        assert_eq!(m.poll_timeout(), Some(ms(t0, 50)));
+        m.handle_timeout(ms(t0, 50));
+        // 65534 is missing: everything after it waits for the other path.
+        assert_eq!(drain(&mut m), vec![65530, 65531, 65532, 65533]);
+        assert_eq!(m.poll_timeout(), Some(ms(t0, 5 + 50)));
+        m.push(Path::B, ms(t0, 52), rtp(65534, 1)).unwrap();
+        assert_eq!(
+            drain(&mut m),
+            (65534..=65535).chain(0..6).collect::<Vec<_>>()
+        );
+        for &s in &seqs {
+            m.push(Path::B, ms(t0, 53), rtp(s, 1)).unwrap();
+        }
+        assert!(drain(&mut m).is_empty());
+        m.flush();
+        assert_eq!(m.path_stats(Path::A).lost, 1);
+        assert_eq!(m.path_stats(Path::A).recovered_from_other, 1);
+        assert_eq!(m.path_stats(Path::B).lost, 0);
+        assert_eq!(m.stats().output, 12);
+        assert_eq!(m.stats().lost, 0);
+    }
+
+    #[test]
+    fn a_gap_neither_path_fills_is_given_up_after_the_window() {
+        let t0 = Instant::now();
+        let mut m = Merger::default();
+        for s in [1u16, 2, 4, 5] {
+            m.push(Path::A, ms(t0, u64::from(s)), rtp(s, 1)).unwrap();
+        }
+        m.handle_timeout(ms(t0, 51));
+        assert_eq!(drain(&mut m), vec![1, 2]);
+        m.handle_timeout(ms(t0, 53));
+        assert!(drain(&mut m).is_empty());
+        m.handle_timeout(ms(t0, 54));
+        assert_eq!(drain(&mut m), vec![4, 5]);
+        assert_eq!(m.stats().lost, 1);
+        // The missing packet turns up late on B: counted, not output.
+        m.push(Path::B, ms(t0, 60), rtp(3, 1)).unwrap();
+        assert!(drain(&mut m).is_empty());
+        assert_eq!(m.path_stats(Path::B).late, 1);
+    }
+
+    #[test]
+    fn one_path_dying_costs_nothing() {
+        let t0 = Instant::now();
+        let mut m = Merger::default();
+        let mut out = Vec::new();
+        for s in 0..1000u16 {
+            let now = ms(t0, u64::from(s));
+            m.push(Path::A, now, rtp(s, 7)).unwrap();
+            if s < 300 {
+                m.push(Path::B, now, rtp(s, 7)).unwrap();
+            }
+            out.extend(drain(&mut m));
+        }
+        assert_eq!(out, (0..1000).collect::<Vec<_>>());
+        assert!(m.path_alive(Path::A, ms(t0, 1000)));
+        assert!(!m.path_alive(Path::B, ms(t0, 1400)));
+        m.flush();
+        assert_eq!(m.path_stats(Path::B).lost, 700);
+        assert_eq!(m.path_stats(Path::B).recovered_from_other, 700);
+    }
+
+    #[test]
+    fn follows_a_sender_restart_with_a_new_ssrc() {
+        let t0 = Instant::now();
+        let mut m = Merger::default();
+        let mut out = Vec::new();
+        for i in 0..100u64 {
+            let (seq, ssrc) = if i < 50 {
+                (i as u16, 1)
+            } else {
+                (40_000 + i as u16, 2)
+            };
+            // Path B restarts 5 ms before path A.
+            let b_ssrc = if i >= 45 { 2 } else { ssrc };
+            let b_seq = if i >= 45 { 40_000 + i as u16 } else { seq };
+            m.push(Path::A, ms(t0, i * 2), rtp(seq, ssrc)).unwrap();
+            m.push(Path::B, ms(t0, i * 2 + 1), rtp(b_seq, b_ssrc))
+                .unwrap();
+            if let Some(t) = m.poll_timeout() {
+                m.handle_timeout(t.min(ms(t0, i * 2 + 1)));
+            }
+            out.extend(drain(&mut m));
+        }
+        m.handle_timeout(ms(t0, 1000));
+        out.extend(drain(&mut m));
+        let expected: Vec<u16> = (0..50).chain((45..100).map(|i| 40_000 + i)).collect();
+        assert_eq!(out, expected);
+        assert_eq!(m.stats().resyncs, 1);
+    }
+
+    #[test]
+    fn refuses_non_rtp() {
+        let mut m = Merger::default();
+        assert!(
+            m.push(Path::A, Instant::now(), Bytes::from_static(&[0x47; 188]))
+                .is_err()
+        );
+        assert!(m.poll_output().is_none());
+    }
+
+    /// Arrivals of one path: (time in µs, seq) for the packets it did not lose.
+    fn path_arrivals(
+        start: u16,
+        n: usize,
+        lost: &[bool],
+        delay_us: u64,
+        swaps: &[usize],
+    ) -> Vec<(u64, u16)> {
+        let mut v: Vec<(u64, u16)> = (0..n)
+            .filter(|&i| !lost[i])
+            .map(|i| (i as u64 * 500 + delay_us, start.wrapping_add(i as u16)))
+            .collect();
+        // Reordering inside the path: neighbours exchange arrival slots.
+        for &s in swaps {
+            if s + 1 < v.len() {
+                let (a, b) = (v[s].1, v[s + 1].1);
+                v[s].1 = b;
+                v[s + 1].1 = a;
+            }
+        }
+        v
+    }
+
+    fn first_difference(a: &[u16], b: &[u16]) -> Option<(usize, Option<u16>, Option<u16>)> {
+        (0..a.len().max(b.len()))
+            .find(|&i| a.get(i) != b.get(i))
+            .map(|i| (i, a.get(i).copied(), b.get(i).copied()))
+    }
+
+    fn merge_run(a: &[(u64, u16)], b: &[(u64, u16)]) -> (Vec<u16>, Merger) {
+        let t0 = Instant::now();
+        let mut events: Vec<(u64, Path, u16)> = a
+            .iter()
+            .map(|&(t, s)| (t, Path::A, s))
+            .chain(b.iter().map(|&(t, s)| (t, Path::B, s)))
+            .collect();
+        events.sort_by_key(|e| e.0);
+        let mut m = Merger::default();
+        let mut out = Vec::new();
+        for (t, path, seq) in events {
+            let now = t0 + Duration::from_micros(t);
+            while let Some(d) = m.poll_timeout().filter(|&d| d <= now) {
+                m.handle_timeout(d);
+                out.extend(drain(&mut m));
+            }
+            m.push(path, now, rtp(seq, 9)).unwrap();
+            out.extend(drain(&mut m));
+        }
+        m.handle_timeout(t0 + Duration::from_secs(3600));
+        out.extend(drain(&mut m));
+        m.flush();
+        (out, m)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// The merge test: two paths, each losing 2 % at random (different packets),
+        /// with reordering inside the window: the output loses nothing and repeats nothing.
+        #[test]
+        fn two_lossy_paths_merge_without_loss(
+            start: u16, seed_a in proptest::collection::vec(0u32..100, 4000),
+            seed_b in proptest::collection::vec(0u32..100, 4000),
+            delay_b in 0u64..20_000,
+            swaps in proptest::collection::vec(0usize..3900, 0..40),
+        ) {
+            let n = 4000;
+            let lost_a: Vec<bool> = seed_a.iter().map(|&r| r < 2).collect();
+            // Independent 2 % on B, except where A lost too (that packet is gone for good,
+            // which the next property covers).
+            let lost_b: Vec<bool> = seed_b.iter().zip(&lost_a).map(|(&r, &la)| r < 2 && !la).collect();
+            let a = path_arrivals(start, n, &lost_a, 0, &swaps);
+            let b = path_arrivals(start, n, &lost_b, delay_b, &[]);
+            let (out, m) = merge_run(&a, &b);
+            let expected: Vec<u16> = (0..n).map(|i| start.wrapping_add(i as u16)).collect();
+            prop_assert!(out == expected, "first difference at {:?}", first_difference(&out, &expected));
+            prop_assert_eq!(m.stats().lost, 0);
+            // A path's losses count from its first packet on.
+            let counted = |lost: &[bool]| lost.iter().skip_while(|&&l| l).filter(|&&l| l).count() as u64;
+            prop_assert_eq!(m.path_stats(Path::A).lost, counted(&lost_a));
+            prop_assert_eq!(m.path_stats(Path::A).recovered_from_other, counted(&lost_a));
+            prop_assert_eq!(m.path_stats(Path::B).lost, counted(&lost_b));
+        }
+
+        /// Fully independent losses: the output is exactly what either path delivered,
+        /// in order, once each.
+        #[test]
+        fn output_is_the_union_in_order(
+            start: u16, seed_a in proptest::collection::vec(0u32..100, 3000),
+            seed_b in proptest::collection::vec(0u32..100, 3000), delay_b in 0u64..30_000,
+        ) {
+            let n = 3000;
+            let lost_a: Vec<bool> = seed_a.iter().map(|&r| r < 5).collect();
+            let lost_b: Vec<bool> = seed_b.iter().map(|&r| r < 5).collect();
+            let a = path_arrivals(start, n, &lost_a, 0, &[]);
+            let b = path_arrivals(start, n, &lost_b, delay_b, &[]);
+            let (out, m) = merge_run(&a, &b);
+            // Trailing packets lost on both paths are invisible to any receiver.
+            let expected: Vec<u16> = (0..n).filter(|&i| !(lost_a[i] && lost_b[i]))
+                .map(|i| start.wrapping_add(i as u16)).collect();
+            prop_assert!(out == expected, "first difference at {:?}", first_difference(&out, &expected));
+            let both = (0..n).filter(|&i| lost_a[i] && lost_b[i]).count();
+            let tail = (0..n).rev().take_while(|&i| lost_a[i] && lost_b[i]).count();
+            prop_assert_eq!(m.stats().lost, (both - tail) as u64);
+        }
+
+        #[test]
+        fn arbitrary_datagrams_never_panic(packets in proptest::collection::vec(
+            (any::<bool>(), 0u64..200, proptest::collection::vec(any::<u8>(), 0..40)), 0..200)) {
+            let t0 = Instant::now();
+            let mut m = Merger::new(MergerConfig { max_packets: 16, ..MergerConfig::default() });
+            for (b, t, mut data) in packets {
+                if data.len() >= 12 { data[0] = 0x80; }
+                let _ = m.push(if b { Path::B } else { Path::A }, t0 + Duration::from_millis(t), Bytes::from(data));
+                m.handle_timeout(t0 + Duration::from_millis(t));
+                while m.poll_output().is_some() {}
+            }
+            m.flush();
+        }
     }
 }
