@@ -1,0 +1,285 @@
+//! Interop with libsrt 1.5 (Debian's `srt-live-transmit`) in both roles, with and without
+//! AES-128/256, content compared byte for byte; wrong passphrases and rejected stream IDs.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use stadion_srt::{AcceptDecision, ListenerConfig, StreamId, reject};
+use stadion_srt_io::{SrtError, SrtListener};
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+const COUNT: u32 = 1500;
+
+/// Sends COUNT payloads at about 30 Mb/s.
+async fn send_paced(send: impl Fn(bytes::Bytes)) {
+    for i in 0..COUNT {
+        send(payload(i));
+        if i % 3 == 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+async fn our_caller_to_their_listener(key_len: Option<usize>) {
+    let srt_port = free_port();
+    let sink = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sink_port = sink.local_addr().unwrap().port();
+    let _peer = Peer::spawn(
+        "srt-live-transmit",
+        &[
+            "-a:no".into(),
+            "-t:30".into(),
+            format!(
+                "srt://127.0.0.1:{srt_port}?mode=listener&latency=120{}",
+                srt_params(key_len, PASSPHRASE)
+            ),
+            format!("udp://127.0.0.1:{sink_port}"),
+        ],
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], srt_port).into();
+    let conn = connect_retry(addr, our_config(key_len, PASSPHRASE))
+        .await
+        .expect("connect to srt-live-transmit");
+    let receiver = tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        let mut got = Vec::new();
+        while got.len() < COUNT as usize {
+            match timeout(Duration::from_secs(3), sink.recv(&mut buf)).await {
+                Ok(Ok(n)) => got.push(buf[..n].to_vec()),
+                _ => break,
+            }
+        }
+        got
+    });
+    send_paced(|p| conn.send(p).unwrap()).await;
+    let got = receiver.await.unwrap();
+    assert_eq!(
+        got.len(),
+        COUNT as usize,
+        "srt-live-transmit forwarded {} of {COUNT}",
+        got.len()
+    );
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(g[..], payload(i as u32)[..], "payload {i} differs");
+    }
+    let stats = conn.stats().await.unwrap();
+    assert_eq!(
+        stats.packets_sent - stats.packets_retransmitted,
+        u64::from(COUNT)
+    );
+}
+
+async fn their_caller_to_our_listener(key_len: Option<usize>) {
+    let mut listener = SrtListener::bind(
+        ([127, 0, 0, 1], 0).into(),
+        ListenerConfig::default(),
+        move |req: &stadion_srt::ConnectRequest<'_>| {
+            assert_eq!(req.stream_id.resource(), "cam1");
+            AcceptDecision::Accept {
+                passphrase: key_len.map(|_| PASSPHRASE.to_owned()),
+                latency: None,
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let in_port = free_port();
+    let lport = listener.local_addr().port();
+    let _peer = Peer::spawn(
+        "srt-live-transmit",
+        &[
+            "-a:no".into(),
+            "-t:30".into(),
+            format!("udp://127.0.0.1:{in_port}"),
+            format!(
+                "srt://127.0.0.1:{lport}?streamid=#!::r=cam1,m=publish{}",
+                srt_params(key_len, PASSPHRASE)
+            ),
+        ],
+    );
+    let mut conn = timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .expect("srt-live-transmit connects")
+        .unwrap();
+    assert_eq!(
+        StreamId::parse(conn.stream_id().unwrap())
+            .unwrap()
+            .resource(),
+        "cam1"
+    );
+    let source = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target: SocketAddr = ([127, 0, 0, 1], in_port).into();
+    let sender = tokio::spawn(async move {
+        for i in 0..COUNT {
+            source.send_to(&payload(i), target).await.unwrap();
+            if i % 3 == 2 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    while got.len() < COUNT as usize {
+        match timeout(Duration::from_secs(3), conn.recv()).await {
+            Ok(Some(p)) => got.push(p),
+            _ => break,
+        }
+    }
+    sender.await.unwrap();
+    assert_eq!(
+        got.len(),
+        COUNT as usize,
+        "received {} of {COUNT}",
+        got.len()
+    );
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(g[..], payload(i as u32)[..], "payload {i} differs");
+    }
+    let stats = conn.stats().await.unwrap();
+    assert_eq!(stats.packets_lost, 0);
+    assert!(stats.rtt < Duration::from_millis(50), "rtt {:?}", stats.rtt);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_caller_to_libsrt_listener_plain() {
+    our_caller_to_their_listener(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_caller_to_libsrt_listener_aes128() {
+    our_caller_to_their_listener(Some(16)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_caller_to_libsrt_listener_aes256() {
+    our_caller_to_their_listener(Some(32)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libsrt_caller_to_our_listener_plain() {
+    their_caller_to_our_listener(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libsrt_caller_to_our_listener_aes128() {
+    their_caller_to_our_listener(Some(16)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libsrt_caller_to_our_listener_aes256() {
+    their_caller_to_our_listener(Some(32)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passphrase_refused_by_libsrt_listener() {
+    let srt_port = free_port();
+    let sink_port = free_port();
+    let peer = Peer::spawn(
+        "srt-live-transmit",
+        &[
+            "-a:no".into(),
+            "-t:10".into(),
+            format!("srt://127.0.0.1:{srt_port}?mode=listener&passphrase={PASSPHRASE}&pbkeylen=16"),
+            format!("udp://127.0.0.1:{sink_port}"),
+        ],
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], srt_port).into();
+    let err = connect_retry(addr, our_config(Some(16), "not-the-right-one"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SrtError::Rejected {
+                code: reject::BADSECRET,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Their side logs the refusal too.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = peer.stderr();
+    assert!(
+        log.contains("BADSECRET") && log.contains("1010"),
+        "srt-live-transmit said: {log}"
+    );
+}
+
+async fn their_caller_rejected(
+    hook_passphrase: Option<&'static str>,
+    stream: &str,
+    expect: &[&str],
+) {
+    let listener = SrtListener::bind(
+        ([127, 0, 0, 1], 0).into(),
+        ListenerConfig::default(),
+        move |req: &stadion_srt::ConnectRequest<'_>| {
+            if req.stream_id.resource() == "forbidden" {
+                AcceptDecision::Reject(reject::FORBIDDEN)
+            } else {
+                AcceptDecision::Accept {
+                    passphrase: hook_passphrase.map(str::to_owned),
+                    latency: None,
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let lport = listener.local_addr().port();
+    let in_port = free_port();
+    let mut peer = Peer::spawn(
+        "srt-live-transmit",
+        &[
+            "-a:no".into(),
+            "-t:10".into(),
+            format!("udp://127.0.0.1:{in_port}"),
+            format!(
+                "srt://127.0.0.1:{lport}?streamid={stream}&passphrase={PASSPHRASE}&pbkeylen=16"
+            ),
+        ],
+    );
+    // srt-live-transmit connects its output once input arrives.
+    let feeder = tokio::spawn(async move {
+        let source = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for i in 0..400 {
+            let _ = source.send_to(&payload(i), ("127.0.0.1", in_port)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let status = tokio::task::spawn_blocking(move || {
+        let s = peer.wait(Duration::from_secs(8));
+        (peer, s)
+    });
+    let (peer, _) = status.await.unwrap();
+    feeder.abort();
+    let log = peer.stderr();
+    assert!(
+        expect.iter().any(|e| log.contains(e)),
+        "srt-live-transmit said: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passphrase_refused_by_our_listener() {
+    their_caller_rejected(
+        Some("another-passphrase"),
+        "cam1",
+        &["Incorrect passphrase"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_id_rejected_by_our_listener() {
+    their_caller_rejected(
+        Some(PASSPHRASE),
+        "#!::r=forbidden,m=request",
+        &["Application-defined rejection reason"],
+    )
+    .await;
+}

@@ -1,0 +1,418 @@
+//! Many callers on one UDP port: handshake responder (SYN cookies), accept hook, demultiplexing.
+//!
+//! Datagrams addressed to socket id 0 are handshakes; all others are routed to the connection
+//! whose local socket id they name (and only if they come from that connection's peer address).
+//! The [`AcceptHook`] runs when a caller's conclusion arrives, *before* the handshake completes:
+//! it sees the peer address and parsed stream ID and picks the passphrase and latency for this
+//! one connection, or rejects with an SRT reason code that the caller's library reports.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hmac::Mac;
+use rand_core::RngCore;
+
+use crate::connection::{
+    Accepted, Connection, ConnectionConfig, Event, SRT_VERSION, SendError, Stats, Transmit, reject,
+};
+use crate::crypto::CryptoContext;
+use crate::packet::{
+    Control, ControlPacket, HS_EXT_HSREQ, HS_EXT_KMREQ, Handshake, HandshakeKind, HsExtension,
+    KmResponse, Packet, SRT_MAGIC, SrtHs, peek_dest_socket,
+};
+use crate::streamid::StreamId;
+
+/// The local socket id of an accepted connection; stable for its lifetime.
+pub type ConnectionId = u32;
+
+/// What the accept hook sees.
+#[derive(Debug)]
+pub struct ConnectRequest<'a> {
+    pub peer: SocketAddr,
+    /// Parsed stream ID (empty plain `StreamId` when the caller sent none).
+    pub stream_id: &'a StreamId,
+    /// The caller sent key material (it has a passphrase).
+    pub encrypted: bool,
+    /// Key length the caller asked for (16, 24 or 32), when encrypted.
+    pub key_len: Option<usize>,
+}
+
+/// The hook's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptDecision {
+    /// Accept with this connection's own passphrase (None: unencrypted) and optional latency
+    /// (None: the listener's default). A caller whose passphrase differs is refused with
+    /// BADSECRET; a mismatch in having one at all with UNSECURE.
+    Accept {
+        passphrase: Option<String>,
+        latency: Option<Duration>,
+    },
+    /// Refuse with an SRT reason code, e.g. [`reject::FORBIDDEN`] (1403).
+    Reject(u32),
+}
+
+/// Decides on each incoming connection.
+pub trait AcceptHook: Send {
+    fn decide(&mut self, request: &ConnectRequest<'_>) -> AcceptDecision;
+}
+
+impl<F: FnMut(&ConnectRequest<'_>) -> AcceptDecision + Send> AcceptHook for F {
+    fn decide(&mut self, request: &ConnectRequest<'_>) -> AcceptDecision {
+        self(request)
+    }
+}
+
+/// Listener-wide settings; per-connection ones come from the hook.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Defaults for accepted connections (passphrase and stream ID are ignored here).
+    pub connection: ConnectionConfig,
+    /// Further callers are refused with BACKLOG.
+    pub max_connections: usize,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            connection: ConnectionConfig::default(),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// A sans-IO SRT listener owning all its connections.
+pub struct Listener {
+    config: ListenerConfig,
+    hook: Box<dyn AcceptHook>,
+    rng: Box<dyn RngCore + Send>,
+    cookie_secret: [u8; 32],
+    epoch: Instant,
+    conns: HashMap<ConnectionId, Connection>,
+    by_peer: HashMap<(SocketAddr, u32), ConnectionId>,
+    tx_dirty: VecDeque<ConnectionId>,
+    ev_dirty: VecDeque<ConnectionId>,
+    out: VecDeque<Transmit>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("connections", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a SYN cookie stays valid (the bucket length; the previous bucket is accepted too).
+const COOKIE_BUCKET: Duration = Duration::from_secs(60);
+
+impl Listener {
+    pub fn new(
+        now: Instant,
+        config: ListenerConfig,
+        hook: Box<dyn AcceptHook>,
+        mut rng: Box<dyn RngCore + Send>,
+    ) -> Self {
+        let mut cookie_secret = [0u8; 32];
+        rng.fill_bytes(&mut cookie_secret);
+        Listener {
+            config,
+            hook,
+            rng,
+            cookie_secret,
+            epoch: now,
+            conns: HashMap::new(),
+            by_peer: HashMap::new(),
+            tx_dirty: VecDeque::new(),
+            ev_dirty: VecDeque::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    fn cookie(&self, peer: SocketAddr, bucket: u64) -> u32 {
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(&self.cookie_secret)
+            .expect("HMAC takes any key length");
+        mac.update(peer.to_string().as_bytes());
+        mac.update(&bucket.to_be_bytes());
+        let h = mac.finalize().into_bytes();
+        u32::from_be_bytes([h[0], h[1], h[2], h[3]])
+    }
+
+    fn bucket(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_secs() / COOKIE_BUCKET.as_secs()
+    }
+
+    fn touch(&mut self, id: ConnectionId) {
+        self.tx_dirty.push_back(id);
+        self.ev_dirty.push_back(id);
+    }
+
+    /// Feeds one datagram received from `from`.
+    pub fn handle_input(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
+        let Some(dest) = peek_dest_socket(&datagram) else {
+            return;
+        };
+        if dest != 0 {
+            if let Some(conn) = self.conns.get_mut(&dest)
+                && conn.peer() == from
+            {
+                conn.handle_input(now, datagram);
+                self.touch(dest);
+            }
+            return;
+        }
+        if let Ok(Packet::Control(ControlPacket {
+            timestamp,
+            control: Control::Handshake(hs),
+            ..
+        })) = Packet::decode(datagram)
+        {
+            self.on_handshake(now, from, timestamp, hs);
+        }
+    }
+
+    fn send_handshake(&mut self, to: SocketAddr, dest_socket: u32, hs: Handshake) {
+        let pkt = ControlPacket {
+            timestamp: 0,
+            dest_socket,
+            control: Control::Handshake(hs),
+        };
+        let bytes = Bytes::from(pkt.to_bytes());
+        let mut header = [0u8; 16];
+        header.copy_from_slice(&bytes[..16]);
+        self.out.push_back(Transmit {
+            destination: to,
+            header,
+            payload: bytes.slice(16..),
+        });
+    }
+
+    fn send_reject(&mut self, to: SocketAddr, request: &Handshake, code: u32) {
+        let mut hs = request.clone();
+        hs.kind = HandshakeKind::Reject(code);
+        hs.extensions.clear();
+        hs.socket_id = 0;
+        self.send_handshake(to, request.socket_id, hs);
+    }
+
+    fn on_handshake(&mut self, now: Instant, from: SocketAddr, ts: u32, hs: Handshake) {
+        match hs.kind {
+            HandshakeKind::Induction => {
+                let reply = Handshake {
+                    version: 5,
+                    encryption: 0,
+                    extension_field: SRT_MAGIC,
+                    kind: HandshakeKind::Induction,
+                    socket_id: 0,
+                    cookie: self.cookie(from, self.bucket(now)),
+                    extensions: Vec::new(),
+                    ..hs.clone()
+                };
+                self.send_handshake(from, hs.socket_id, reply);
+            }
+            HandshakeKind::Conclusion => self.on_conclusion(now, from, ts, hs),
+            _ => {}
+        }
+    }
+
+    fn on_conclusion(&mut self, now: Instant, from: SocketAddr, ts: u32, hs: Handshake) {
+        if let Some(&id) = self.by_peer.get(&(from, hs.socket_id)) {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.resend_hs_response();
+                self.touch(id);
+            }
+            return;
+        }
+        let bucket = self.bucket(now);
+        if hs.cookie != self.cookie(from, bucket)
+            && (bucket == 0 || hs.cookie != self.cookie(from, bucket - 1))
+        {
+            return; // not from an induction we answered: ignore like libsrt
+        }
+        let Some(hsreq) = (hs.version == 5).then(|| hs.hs_req().copied()).flatten() else {
+            return self.send_reject(from, &hs, reject::VERSION);
+        };
+        if self.conns.len() >= self.config.max_connections {
+            return self.send_reject(from, &hs, reject::BACKLOG);
+        }
+        let stream_id = match StreamId::parse(hs.stream_id().unwrap_or("")) {
+            Ok(s) => s,
+            Err(_) => return self.send_reject(from, &hs, reject::BAD_REQUEST),
+        };
+        let km = hs.km_req().cloned();
+        let request = ConnectRequest {
+            peer: from,
+            stream_id: &stream_id,
+            encrypted: km.is_some(),
+            key_len: km.as_ref().map(|k| k.key_len),
+        };
+        let (passphrase, latency) = match self.hook.decide(&request) {
+            AcceptDecision::Reject(code) => return self.send_reject(from, &hs, code),
+            AcceptDecision::Accept {
+                passphrase,
+                latency,
+            } => (passphrase, latency),
+        };
+        let crypto = match (&passphrase, &km) {
+            (None, None) => None,
+            (Some(p), Some(km)) => match CryptoContext::respond(p, km) {
+                Ok(mut c) => {
+                    let (rate, pre) = self.config.connection.key_refresh;
+                    c.set_refresh(rate, pre);
+                    Some(c)
+                }
+                Err(_) => return self.send_reject(from, &hs, reject::BADSECRET),
+            },
+            _ => return self.send_reject(from, &hs, reject::UNSECURE),
+        };
+        let mut config = self.config.connection.clone();
+        config.passphrase = passphrase;
+        config.stream_id = Some(stream_id.raw.clone());
+        if let Some(l) = latency {
+            config.latency = l;
+            config.peer_latency = l;
+        }
+        // Each side receives with the larger of its own latency and what the peer asks for.
+        let rcv_latency = config
+            .latency
+            .max(Duration::from_millis(hsreq.send_delay_ms.into()));
+        let snd_latency = config
+            .peer_latency
+            .max(Duration::from_millis(hsreq.recv_delay_ms.into()));
+        let id = loop {
+            let id = self.rng.next_u32() & 0x3FFF_FFFF;
+            if id != 0 && !self.conns.contains_key(&id) {
+                break id;
+            }
+        };
+        let mut extensions = vec![HsExtension::HsRsp(SrtHs {
+            version: SRT_VERSION,
+            flags: Connection::srt_flags(crypto.is_some()),
+            recv_delay_ms: rcv_latency.as_millis().min(65535) as u16,
+            send_delay_ms: snd_latency.as_millis().min(65535) as u16,
+        })];
+        let mut extension_field = HS_EXT_HSREQ;
+        if let Some(km) = &km {
+            extensions.push(HsExtension::KmRsp(KmResponse::Echo(km.clone())));
+            extension_field |= HS_EXT_KMREQ;
+        }
+        let response = Handshake {
+            version: 5,
+            encryption: hs.encryption,
+            extension_field,
+            kind: HandshakeKind::Conclusion,
+            socket_id: id,
+            extensions,
+            ..hs.clone()
+        };
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let accepted = Accepted {
+            peer_id: hs.socket_id,
+            isn: hs.initial_seq,
+            hs_ts: ts,
+            crypto,
+        };
+        let mut conn = Connection::accepted(now, from, config, id, accepted, seed);
+        conn.set_negotiated_latency(rcv_latency, snd_latency);
+        conn.set_hs_response(&ControlPacket {
+            timestamp: 0,
+            dest_socket: hs.socket_id,
+            control: Control::Handshake(response),
+        });
+        self.conns.insert(id, conn);
+        self.by_peer.insert((from, hs.socket_id), id);
+        self.touch(id);
+    }
+
+    /// Runs due timers of every connection and forgets closed ones once drained.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        let mut gone = Vec::new();
+        for (&id, c) in &self.conns {
+            if c.poll_timeout().is_some_and(|t| t <= now) {
+                due.push(id);
+            } else if c.is_closed() && !c.has_pending() {
+                gone.push(id);
+            }
+        }
+        for id in due {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.handle_timeout(now);
+            }
+            self.touch(id);
+        }
+        for id in gone {
+            if let Some(c) = self.conns.remove(&id) {
+                self.by_peer.remove(&(c.peer(), c.peer_socket_id()));
+            }
+        }
+    }
+
+    /// The earliest deadline over all connections.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.conns
+            .values()
+            .filter_map(Connection::poll_timeout)
+            .min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(t) = self.out.pop_front() {
+            return Some(t);
+        }
+        while let Some(&id) = self.tx_dirty.front() {
+            if let Some(t) = self.conns.get_mut(&id).and_then(Connection::poll_transmit) {
+                return Some(t);
+            }
+            self.tx_dirty.pop_front();
+        }
+        None
+    }
+
+    /// Events of all connections, tagged with their id (`Event::Connected` announces a new one).
+    pub fn poll_event(&mut self) -> Option<(ConnectionId, Event)> {
+        while let Some(&id) = self.ev_dirty.front() {
+            if let Some(e) = self.conns.get_mut(&id).and_then(Connection::poll_event) {
+                return Some((id, e));
+            }
+            self.ev_dirty.pop_front();
+        }
+        None
+    }
+
+    /// Sends one payload on a connection (the `Bytes` is shared, not copied, when unencrypted).
+    pub fn send(
+        &mut self,
+        id: ConnectionId,
+        now: Instant,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        let c = self.conns.get_mut(&id).ok_or(SendError::NotConnected)?;
+        c.send(now, payload)?;
+        self.tx_dirty.push_back(id);
+        Ok(())
+    }
+
+    /// Closes a connection at once (shutdown sent to the peer), e.g. when a licence is revoked.
+    pub fn close(&mut self, id: ConnectionId, now: Instant) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.close(now);
+            self.touch(id);
+        }
+    }
+
+    pub fn connection(&self, id: ConnectionId) -> Option<&Connection> {
+        self.conns.get(&id)
+    }
+
+    pub fn stats(&self, id: ConnectionId) -> Option<Stats> {
+        self.conns.get(&id).map(Connection::stats)
+    }
+
+    /// Ids of the connections currently held.
+    pub fn connection_ids(&self) -> impl Iterator<Item = ConnectionId> + '_ {
+        self.conns.keys().copied()
+    }
+}
