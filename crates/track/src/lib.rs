@@ -5,14 +5,18 @@
 //! ([`Keypoints2D`], [`Skeleton`], OpenPose-style JSON); robust multi-view triangulation
 //! into [`Pose3D`]; calibration from correspondences and bundle adjustment; TRC output.
 
+pub mod associate;
+pub mod biomech;
 pub mod calib;
 pub mod camera;
 pub mod error;
+pub mod filter;
 pub mod io;
 pub mod keypoints;
 pub mod skeleton;
 pub mod triangulate;
 
+pub use associate::{MultiViewTracker, TrackerConfig};
 pub use calib::CalibFormat;
 pub use camera::{Calibration, Camera, Distortion, Intrinsics};
 pub use error::{Error, Result};
