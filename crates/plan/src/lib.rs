@@ -1,0 +1,29 @@
+//! `stadion-plan`: the vehicle-routing core of transport planning.
+//!
+//! - The model ([`Instance`]): locations, distance and duration [`Matrix`]es, [`Request`]s
+//!   (single-stop deliveries or pickups, and pickup-delivery pairs with a maximum ride
+//!   time), each with demand, service time and a [`TimeWindow`]; heterogeneous
+//!   [`VehicleType`]s with capacity, fixed/distance/time costs, a shift window, start and
+//!   end depots, a count, driver [`Break`]s and several trips per shift.
+//! - [`solve`]: a hybrid genetic search (in the manner of HGS-CVRP and PyVRP) for
+//!   [`Objective::Cost`] (total distance under the benchmark readers: the DIMACS convention)
+//!   or [`Objective::Hierarchical`] (fewest vehicles, then cost), deterministic for a seed and
+//!   an iteration limit, stopping at a time limit or a target value ([`SolveConfig`]).
+//! - [`check`]: an independent checker that recomputes the cost ([`CheckedCost`]) and
+//!   verifies every constraint ([`Violations`]).
+//! - [`read`]: Solomon / Gehring-Homberger and Li & Lim instances, SINTEF solution files and
+//!   the shipped BKS tables.
+
+pub mod check;
+pub mod config;
+pub mod model;
+pub mod read;
+pub mod schedule;
+
+pub use check::{CheckedCost, Violation, Violations, check};
+pub use config::{Progress, ProgressFn, SolveConfig};
+pub use model::{
+    Break, Instance, InstanceError, Location, Matrix, Objective, Request, Route, Side, Solution,
+    Stop, TimeWindow, VehicleType, Visit, VisitKind,
+};
+pub use schedule::schedule;
