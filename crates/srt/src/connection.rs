@@ -289,6 +289,7 @@ pub struct Connection {
     rcv_since_full_ack: bool,
     ack_no: u32,
     acks_in_flight: VecDeque<(u32, Instant)>,
+    rtt_measured: bool,
     last_full_ack: Instant,
     last_ack_seq: SeqNo,
     probe: Option<(SeqNo, Instant)>,
@@ -383,6 +384,7 @@ impl Connection {
             rcv_since_full_ack: false,
             ack_no: 0,
             acks_in_flight: VecDeque::new(),
+            rtt_measured: false,
             last_full_ack: now,
             last_ack_seq: isn,
             probe: None,
@@ -608,7 +610,12 @@ impl Connection {
     }
 
     fn on_conclusion_response(&mut self, now: Instant, ts: u32, hs: &Handshake) {
-        let State::Conclusion { km, .. } = std::mem::replace(&mut self.state, State::Closed) else {
+        let State::Conclusion {
+            km,
+            last_tx: sent_at,
+            ..
+        } = std::mem::replace(&mut self.state, State::Closed)
+        else {
             return;
         };
         let Some(rsp) = hs.hs_rsp() else {
@@ -637,6 +644,7 @@ impl Connection {
         self.set_negotiated_latency(latency, peer_latency);
         self.tsbpd_anchor = Some((now, i64::from(ts)));
         self.last_ts = i64::from(ts);
+        self.rtt_sample(now.saturating_duration_since(sent_at));
         self.state = State::Established;
         self.last_heard = now;
         self.next_tick = now + SYN;
@@ -798,7 +806,9 @@ impl Connection {
             }
         }
         if let Some(info) = ack.info {
-            if info.rtt_us > 0 {
+            // The receiver measures RTT (ACK/ACKACK); a pure sender adopts its figures.
+            if info.rtt_us > 0 && !self.rtt_from_ackack() {
+                self.rtt_measured = true;
                 self.stats.rtt = Duration::from_micros(info.rtt_us.into());
                 self.stats.rtt_var = Duration::from_micros(info.rtt_var_us.into());
             }
@@ -812,7 +822,7 @@ impl Connection {
     }
 
     fn on_nak(&mut self, now: Instant, ranges: &[(SeqNo, SeqNo)]) {
-        let min_gap = self.stats.rtt / 2;
+        let min_gap = self.stats.rtt / 4;
         for &(first, last) in ranges {
             let count = first.diff(last);
             if !(0..=RCV_WINDOW as i32).contains(&count) {
@@ -862,6 +872,26 @@ impl Connection {
         }
     }
 
+    /// Tail loss: a lost last packet leaves no later packet to reveal the gap, so the receiver
+    /// never NAKs it. Once nothing new has been sent for about one RTO and packets are still
+    /// unacknowledged, send them again (live streams rarely pause, so this is seldom needed).
+    fn retransmit_stalled_tail(&mut self, now: Instant) {
+        let rto = self.stats.rtt + 4 * self.stats.rtt_var + SYN;
+        let Some(newest) = self.snd_buf.back() else {
+            return;
+        };
+        if now.saturating_duration_since(newest.origin) < rto {
+            return;
+        }
+        for i in 0..self.snd_buf.len() {
+            if now.saturating_duration_since(self.snd_buf[i].last_tx) >= rto {
+                self.snd_buf[i].last_tx = now;
+                self.transmit_data(i, true);
+                self.stats.packets_retransmitted += 1;
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- receiver
 
     fn on_data(&mut self, now: Instant, mut d: DataPacket) {
@@ -872,6 +902,8 @@ impl Connection {
         let offset = self.rcv_base.diff(d.seq);
         if offset < 0 || offset as usize >= RCV_WINDOW {
             self.stats.packets_belated += 1;
+            // Answer duplicates with an ACK: the peer may have missed the last one.
+            self.rcv_since_full_ack = true;
             return;
         }
         let offset = offset as usize;
@@ -898,6 +930,8 @@ impl Connection {
             self.rcv_buf.resize_with(offset + 1, || None);
         } else if self.rcv_buf[offset].is_some() {
             self.stats.packets_belated += 1;
+            // Answer duplicates with an ACK: the peer may have missed the last one.
+            self.rcv_since_full_ack = true;
             return;
         }
         self.loss.remove(&(self.rcv_epoch + offset as u64));
@@ -1049,18 +1083,35 @@ impl Connection {
         while let Some(&(no, at)) = self.acks_in_flight.front() {
             self.acks_in_flight.pop_front();
             if no == ack_no {
-                let sample = now.saturating_duration_since(at);
-                let rtt = self.stats.rtt;
-                let var = rtt.abs_diff(sample);
-                self.stats.rtt_var = (self.stats.rtt_var * 3 + var) / 4;
-                self.stats.rtt = (rtt * 7 + sample) / 8;
+                self.rtt_sample(now.saturating_duration_since(at));
                 return;
             }
         }
     }
 
+    fn rtt_from_ackack(&self) -> bool {
+        self.stats.acks_sent > 0 && self.rtt_measured && self.stats.packets_received > 0
+    }
+
+    fn rtt_sample(&mut self, sample: Duration) {
+        if self.rtt_measured {
+            let rtt = self.stats.rtt;
+            self.stats.rtt_var = (self.stats.rtt_var * 3 + rtt.abs_diff(sample)) / 4;
+            self.stats.rtt = (rtt * 7 + sample) / 8;
+        } else {
+            // The first sample replaces the 100 ms guess outright, as libsrt does.
+            self.rtt_measured = true;
+            self.stats.rtt = sample;
+            self.stats.rtt_var = sample / 2;
+        }
+    }
+
+    /// Half an RTT (floor 20 ms). A lost NAK or a lost repair is only noticed by reporting
+    /// again; at live latencies of about 3 RTT this leaves room for four repair attempts, at the
+    /// cost of about one duplicate retransmission per loss (the sender's filter, see `on_nak`,
+    /// drops the rest).
     fn nak_interval(&self) -> Duration {
-        (self.stats.rtt + 4 * self.stats.rtt_var).max(MIN_NAK_INTERVAL)
+        (self.stats.rtt / 2).max(MIN_NAK_INTERVAL)
     }
 
     fn periodic(&mut self, now: Instant) {
@@ -1116,7 +1167,8 @@ impl Connection {
         let mut ranges: Vec<(SeqNo, SeqNo)> = Vec::new();
         let epoch = self.rcv_epoch;
         for (&idx, last) in self.loss.iter_mut() {
-            if now.saturating_duration_since(*last) < interval {
+            // Due by the next tick counts as due now, so the cadence is not rounded up to SYN.
+            if now.saturating_duration_since(*last) + SYN / 2 < interval {
                 continue;
             }
             *last = now;
@@ -1136,6 +1188,7 @@ impl Connection {
             self.send_control(now, Control::Nak(ranges));
         }
         self.drop_old_sent(now);
+        self.retransmit_stalled_tail(now);
         if let Some((km, at)) = &self.pending_km
             && now.saturating_duration_since(*at) >= Duration::from_secs(1)
         {
