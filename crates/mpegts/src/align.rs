@@ -105,6 +105,21 @@ impl TsAlignment {
         })
     }
 
+    /// Checks a run of bare TS packets of any length (a chunk of a stream already known to
+    /// be aligned, such as an SRT payload): the number of packets.
+    pub fn check_packets(chunk: &[u8]) -> Result<usize, AlignmentError> {
+        let first = *chunk.first().ok_or(AlignmentError::Empty)?;
+        if !chunk.len().is_multiple_of(TS_PACKET_SIZE) {
+            return Err(AlignmentError::Length {
+                len: chunk.len(),
+                first,
+                rtp: String::new(),
+            });
+        }
+        check_sync(chunk, 0, "")?;
+        Ok(chunk.len() / TS_PACKET_SIZE)
+    }
+
     /// The TS packets of a datagram this alignment was found for.
     pub fn ts_bytes<'a>(&self, datagram: &'a [u8]) -> &'a [u8] {
         match *self {

@@ -11,6 +11,7 @@
 //! - [`FailoverSwitch`]: primary/backup TS switching with continuity repair.
 
 pub mod align;
+pub mod failover;
 pub mod merge;
 pub mod packet;
 pub mod pes;
@@ -19,6 +20,7 @@ pub mod rtp;
 pub mod tr101290;
 
 pub use align::{AlignmentError, TsAlignment};
+pub use failover::{FailoverConfig, FailoverSwitch, Source, SwitchEvent, SwitchReason};
 pub use merge::{MergedPacket, Merger, MergerConfig, Path, PathStats};
 pub use packet::{AdaptationField, PacketError, Pcr, TS_PACKET_SIZE, TsHeader, TsPacket};
 pub use pes::{PesError, PesHeader};
