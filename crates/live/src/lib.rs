@@ -4,5 +4,10 @@
 //! every output holds a cursor into the same ring, so a payload is stored once however many
 //! broadcasters receive it.
 
+pub mod access;
 pub mod fanout;
+pub mod flow;
+pub mod node;
+pub mod output;
+pub mod source;
 pub mod udp;

@@ -1,0 +1,786 @@
+//! The live node's broadcaster side: one SRT listener where rights holders call in with
+//! `#!::r=<flow>,u=<rhb>` and their licence's passphrase, and the loop that fans each flow's bus
+//! out to the admitted receivers, cuts them when their licence goes, and counts what they got.
+//!
+//! Every connection attempt is decided by the control plane ([`ControlPort::decide`]) inside
+//! the SRT handshake, so a refused caller gets the rejection code in the handshake answer. The
+//! listener asks synchronously (its protocol core is sans-IO), so the decision runs in
+//! `block_in_place` on tokio's multi-threaded runtime: it stalls this listener for one
+//! decision, never the other runtime workers, and it is bounded by
+//! [`NodeConfig::decide_timeout`].
+//!
+//! All state lives in one task ([`Outputs`]): payloads go to every receiver of a flow in one
+//! `send_many` command to the listener's driver (one shared `Bytes`, per-receiver encryption
+//! and retransmission there), so a slow receiver costs only its own SRT send buffer, which
+//! drops what is too late and counts it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use stadion_srt::{
+    AcceptDecision, AcceptHook, CloseReason, ConnectRequest, ConnectionConfig, ConnectionId,
+    ListenerConfig, reject,
+};
+use stadion_srt_io::{SrtConnection, SrtError, SrtListener};
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::access::{self, Admission, ControlPort, LicenceChange, ReceiverRequest, Refused};
+use crate::fanout::{Chunk, FlowBus};
+use crate::output::{
+    self, Counters, FlowOutputStatus, OutputKind, OutputStatus, ReceiverStatus, Session,
+    SessionHandle, SessionKey, SrtStatus, UsageEvent,
+};
+
+/// How long an admitted caller may take to finish its handshake before its place in the
+/// licence's concurrency count is given back. A wrong passphrase fails after admission, inside
+/// the listener, where the node does not see it; a good handshake completes in the same step
+/// as its admission, so its connection reaches the node's loop within milliseconds.
+const PENDING_TTL: Duration = Duration::from_secs(1);
+
+/// Settings of a node's receiver listener.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where rights holders call in.
+    pub listen: SocketAddr,
+    /// SRT latency offered to receivers (they may ask for more).
+    pub latency: Duration,
+    /// Longest wait for the control plane's answer before refusing with 1503.
+    pub decide_timeout: Duration,
+    /// How often delivered bytes are reported while sessions run.
+    pub usage_interval: Duration,
+    /// Receivers one node holds; more are refused with BACKLOG.
+    pub max_receivers: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: ([0, 0, 0, 0], 9000).into(),
+            latency: Duration::from_millis(120),
+            decide_timeout: Duration::from_secs(2),
+            usage_interval: Duration::from_secs(10),
+            max_receivers: 10_000,
+        }
+    }
+}
+
+/// What can go wrong running a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(
+        "the live node needs tokio's multi-threaded runtime (access decisions run inside the SRT handshake)"
+    )]
+    RuntimeFlavor,
+    #[error("cannot open the receiver listener on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: SrtError },
+    #[error("flow {0:?} is already attached to this node")]
+    FlowExists(String),
+    #[error("flow {0:?} is not attached to this node")]
+    UnknownFlow(String),
+    #[error("the live node has stopped")]
+    Stopped,
+}
+
+/// Callers admitted by the control plane whose handshake is finishing, and how many receivers
+/// each (rights holder, flow) holds; shared by the listener's hook and the node's loop.
+#[derive(Default)]
+struct Admissions {
+    flows: HashSet<String>,
+    pending: HashMap<(SocketAddr, String), Pending>,
+    counts: HashMap<(String, String), u32>,
+}
+
+struct Pending {
+    request: ReceiverRequest,
+    admission: Admission,
+    at: Instant,
+}
+
+fn count_key(r: &ReceiverRequest) -> (String, String) {
+    (r.rhb.clone(), r.flow.clone())
+}
+
+impl Admissions {
+    fn connected(&self, r: &ReceiverRequest) -> u32 {
+        self.counts.get(&count_key(r)).copied().unwrap_or(0)
+    }
+
+    fn admit(&mut self, peer: SocketAddr, raw: String, request: ReceiverRequest, a: Admission) {
+        let key = count_key(&request);
+        let pending = Pending {
+            request,
+            admission: a,
+            at: Instant::now(),
+        };
+        // A repeated conclusion from the same caller replaces its earlier admission.
+        if self.pending.insert((peer, raw), pending).is_none() {
+            *self.counts.entry(key).or_default() += 1;
+        }
+    }
+
+    /// The admission of a caller whose handshake completed; its count stays taken.
+    fn take(&mut self, peer: SocketAddr, raw: &str) -> Option<Pending> {
+        self.pending.remove(&(peer, raw.to_owned()))
+    }
+
+    fn release(&mut self, r: &ReceiverRequest) {
+        let key = count_key(r);
+        if let Some(n) = self.counts.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.counts.remove(&key);
+            }
+        }
+    }
+
+    fn drop_pending(&mut self, keep: impl Fn(&Pending) -> bool) {
+        let gone: Vec<_> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| !keep(p))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            if let Some(p) = self.pending.remove(&k) {
+                self.release(&p.request);
+            }
+        }
+    }
+}
+
+fn lock(a: &Mutex<Admissions>) -> MutexGuard<'_, Admissions> {
+    // The lock guards plain maps updated in single steps: a panic elsewhere cannot leave them
+    // half-written, so a poisoned lock is still usable.
+    a.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The listener's accept hook: asks the control plane about each caller.
+struct Gate<C> {
+    port: Arc<C>,
+    admissions: Arc<Mutex<Admissions>>,
+    runtime: Handle,
+    timeout: Duration,
+}
+
+impl<C: ControlPort> AcceptHook for Gate<C> {
+    fn decide(&mut self, req: &ConnectRequest<'_>) -> AcceptDecision {
+        let request = match ReceiverRequest::from_stream_id(req.stream_id) {
+            Ok(r) => r,
+            Err(problem) => {
+                tracing::info!(peer = %req.peer, %problem, "receiver refused");
+                return AcceptDecision::Reject(access::REJECT_BAD_STREAM_ID);
+            }
+        };
+        let connected = {
+            let mut admissions = lock(&self.admissions);
+            admissions.drop_pending(|p| p.at.elapsed() < PENDING_TTL);
+            admissions.connected(&request)
+        };
+        let query = access::AccessQuery {
+            rhb: request.rhb.clone(),
+            flow: request.flow.clone(),
+            source: req.peer.ip().to_canonical(),
+            connected,
+        };
+        let port = &self.port;
+        let answer = tokio::task::block_in_place(|| {
+            self.runtime
+                .block_on(tokio::time::timeout(self.timeout, port.decide(&query)))
+        });
+        let admission = match answer {
+            Ok(Ok(Ok(admission))) => admission,
+            Ok(Ok(Err(Refused { reason, code, .. }))) => {
+                tracing::info!(peer = %req.peer, rhb = %request.rhb, flow = %request.flow, %reason, code, "receiver refused");
+                return AcceptDecision::Reject(code);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(peer = %req.peer, error = %e, "receiver refused: no access decision");
+                return AcceptDecision::Reject(access::REJECT_DOWN);
+            }
+            Err(_) => {
+                tracing::warn!(peer = %req.peer, timeout = ?self.timeout, "receiver refused: access decision timed out");
+                return AcceptDecision::Reject(access::REJECT_DOWN);
+            }
+        };
+        let mut admissions = lock(&self.admissions);
+        if !admissions.flows.contains(&request.flow) {
+            tracing::warn!(flow = %request.flow, "licensed receiver refused: flow not running on this node");
+            return AcceptDecision::Reject(reject::NOT_FOUND);
+        }
+        let passphrase = access::passphrase_for(&admission, req.encrypted);
+        if passphrase.is_some() != req.encrypted {
+            // SRT would refuse this pairing itself; refusing here keeps the licence's place.
+            tracing::info!(peer = %req.peer, rhb = %request.rhb, "receiver refused: encryption mismatch");
+            return AcceptDecision::Reject(reject::UNSECURE);
+        }
+        admissions.admit(req.peer, req.stream_id.raw.clone(), request, admission);
+        AcceptDecision::Accept {
+            passphrase,
+            latency: None,
+        }
+    }
+}
+
+enum Command {
+    Attach(String, FlowBus, oneshot::Sender<Result<(), NodeError>>),
+    Detach(String, oneshot::Sender<Result<(), NodeError>>),
+    Status(oneshot::Sender<OutputStatus>),
+    Stop,
+}
+
+/// Talks to a running node; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    listen: SocketAddr,
+}
+
+impl NodeHandle {
+    /// Where receivers call in.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Makes a flow receivable under `name` (the `r=` of receivers' stream IDs).
+    pub async fn attach_flow(&self, name: &str, bus: FlowBus) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Attach(name.to_owned(), bus, tx))
+            .await?
+    }
+
+    /// Stops serving a flow; its receivers are disconnected.
+    pub async fn detach_flow(&self, name: &str) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Detach(name.to_owned(), tx)).await?
+    }
+
+    /// Flows, receivers per rights holder and their SRT statistics.
+    pub async fn status(&self) -> Result<OutputStatus, NodeError> {
+        self.ask(Command::Status).await
+    }
+}
+
+/// A running node; [`LiveNode::stop`] disconnects everyone and flushes the usage records.
+#[derive(Debug)]
+pub struct LiveNode {
+    handle: NodeHandle,
+    main: JoinHandle<()>,
+    usage_writer: JoinHandle<()>,
+}
+
+impl LiveNode {
+    /// Binds the receiver listener and starts serving (flows are attached afterwards).
+    pub async fn start<C: ControlPort>(
+        port: Arc<C>,
+        config: NodeConfig,
+    ) -> Result<Self, NodeError> {
+        let runtime = Handle::current();
+        if runtime.runtime_flavor() != RuntimeFlavor::MultiThread {
+            return Err(NodeError::RuntimeFlavor);
+        }
+        let admissions = Arc::new(Mutex::new(Admissions::default()));
+        let gate = Gate {
+            port: port.clone(),
+            admissions: admissions.clone(),
+            runtime,
+            timeout: config.decide_timeout,
+        };
+        let listener_config = ListenerConfig {
+            connection: ConnectionConfig {
+                latency: config.latency,
+                peer_latency: config.latency,
+                ..ConnectionConfig::default()
+            },
+            max_connections: config.max_receivers,
+        };
+        let listener = SrtListener::bind(config.listen, listener_config, gate)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let listen = listener.local_addr();
+        let (commands, command_rx) = mpsc::channel(64);
+        let (usage, usage_rx) = mpsc::unbounded_channel();
+        let (gone, gone_rx) = mpsc::unbounded_channel();
+        let (chunks, chunk_rx) = mpsc::channel(1024);
+        let usage_writer = tokio::spawn(write_usage(port.clone(), usage_rx));
+        let outputs = Outputs {
+            changes: port.changes(),
+            listener,
+            admissions,
+            flows: HashMap::new(),
+            receivers: HashMap::new(),
+            expiries: BinaryHeap::new(),
+            usage,
+            gone,
+            chunks,
+        };
+        let main = tokio::spawn(outputs.run(config.usage_interval, command_rx, chunk_rx, gone_rx));
+        Ok(LiveNode {
+            handle: NodeHandle { commands, listen },
+            main,
+            usage_writer,
+        })
+    }
+
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Disconnects every receiver, then waits until their usage is stored.
+    pub async fn stop(self) {
+        let _ = self.handle.commands.send(Command::Stop).await;
+        let _ = self.main.await;
+        let _ = self.usage_writer.await;
+    }
+}
+
+/// Stores usage records in batches; keeps a batch and retries while the store is away.
+async fn write_usage<C: ControlPort>(port: Arc<C>, mut rx: mpsc::UnboundedReceiver<UsageEvent>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 512).await > 0 {
+        let mut delay = Duration::from_millis(100);
+        while let Err(e) = port.record_usage(&batch).await {
+            tracing::warn!(error = %e, records = batch.len(), "usage records not stored yet; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+        batch.clear();
+    }
+}
+
+struct FlowOut {
+    bus: FlowBus,
+    /// The flow's receivers that get data, as `send_many` takes them.
+    ids: Arc<[ConnectionId]>,
+    forwarder: JoinHandle<()>,
+    /// Chunks the forwarder missed because this loop fell behind the flow.
+    dropped: Arc<AtomicU64>,
+}
+
+struct Receiver {
+    key: SessionKey,
+    flow: Arc<str>,
+    request: ReceiverRequest,
+    connected_at: DateTime<Utc>,
+    valid_until: DateTime<Utc>,
+    expires: Instant,
+    counters: Counters,
+    session: SessionHandle,
+    /// Set when the node cut it; the connection's end is reported with this reason.
+    cut: Option<&'static str>,
+}
+
+struct Outputs {
+    changes: broadcast::Receiver<LicenceChange>,
+    listener: SrtListener,
+    admissions: Arc<Mutex<Admissions>>,
+    flows: HashMap<Arc<str>, FlowOut>,
+    receivers: HashMap<ConnectionId, Receiver>,
+    expiries: BinaryHeap<Reverse<(Instant, ConnectionId)>>,
+    usage: mpsc::UnboundedSender<UsageEvent>,
+    gone: mpsc::UnboundedSender<(ConnectionId, Option<CloseReason>)>,
+    chunks: mpsc::Sender<(Arc<str>, Chunk)>,
+}
+
+/// The instant `at` will be, on the monotonic clock.
+fn instant_of(at: DateTime<Utc>) -> Instant {
+    let left = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    Instant::now() + left
+}
+
+fn close_reason_text(reason: Option<CloseReason>) -> &'static str {
+    match reason {
+        Some(CloseReason::PeerShutdown) => "peer_closed",
+        Some(CloseReason::IdleTimeout) => "timeout",
+        Some(CloseReason::Local) => "closed",
+        Some(CloseReason::Rejected(_) | CloseReason::ConnectTimeout) | None => "lost",
+    }
+}
+
+impl Outputs {
+    async fn run(
+        mut self,
+        usage_interval: Duration,
+        mut commands: mpsc::Receiver<Command>,
+        mut chunk_rx: mpsc::Receiver<(Arc<str>, Chunk)>,
+        mut gone_rx: mpsc::UnboundedReceiver<(ConnectionId, Option<CloseReason>)>,
+    ) {
+        let mut tick = tokio::time::interval(usage_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut changes_open = true;
+        loop {
+            let next_expiry = self.expiries.peek().map(|Reverse((t, _))| *t);
+            tokio::select! {
+                biased;
+                change = self.changes.recv(), if changes_open => match change {
+                    Ok(change) => self.on_licence_change(change),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::error!(missed, "licence changes lost; receivers of a withdrawn licence may stay until expiry");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => changes_open = false,
+                },
+                () = sleep_until(next_expiry) => self.cut_expired(),
+                Some((id, reason)) = gone_rx.recv() => self.on_gone(id, reason),
+                conn = self.listener.accept() => match conn {
+                    Some(conn) => self.on_accept(conn),
+                    None => {
+                        tracing::error!("receiver listener stopped");
+                        break;
+                    }
+                },
+                command = commands.recv() => match command {
+                    Some(Command::Stop) | None => break,
+                    Some(command) => self.command(command),
+                },
+                Some((flow, chunk)) = chunk_rx.recv() => self.fan_out(&flow, &chunk),
+                _ = tick.tick() => self.report_usage(),
+            }
+        }
+        self.shutdown();
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Attach(name, bus, reply) => {
+                let _ = reply.send(self.attach(name, bus));
+            }
+            Command::Detach(name, reply) => {
+                let _ = reply.send(self.detach(&name));
+            }
+            Command::Status(reply) => self.status(reply),
+            Command::Stop => {}
+        }
+    }
+
+    fn attach(&mut self, name: String, bus: FlowBus) -> Result<(), NodeError> {
+        if self.flows.contains_key(name.as_str()) {
+            return Err(NodeError::FlowExists(name));
+        }
+        let flow: Arc<str> = name.as_str().into();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let forwarder = tokio::spawn(forward(
+            flow.clone(),
+            bus.subscribe(),
+            self.chunks.clone(),
+            dropped.clone(),
+        ));
+        lock(&self.admissions).flows.insert(name);
+        self.flows.insert(
+            flow,
+            FlowOut {
+                bus,
+                ids: Arc::from([]),
+                forwarder,
+                dropped,
+            },
+        );
+        Ok(())
+    }
+
+    fn detach(&mut self, name: &str) -> Result<(), NodeError> {
+        let Some(flow) = self.flows.remove(name) else {
+            return Err(NodeError::UnknownFlow(name.to_owned()));
+        };
+        flow.forwarder.abort();
+        lock(&self.admissions).flows.remove(name);
+        let ids: Vec<_> = self
+            .receivers
+            .iter()
+            .filter(|(_, r)| &*r.flow == name)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.cut(id, "flow_stopped");
+        }
+        Ok(())
+    }
+
+    fn on_accept(&mut self, conn: SrtConnection) {
+        let raw = conn.stream_id().unwrap_or_default().to_owned();
+        let Some(pending) = lock(&self.admissions).take(conn.peer(), &raw) else {
+            // Its admission was withdrawn (licence changed) while the handshake finished.
+            tracing::info!(peer = %conn.peer(), "receiver dropped: admission withdrawn during handshake");
+            return;
+        };
+        let Some((flow, _)) = self.flows.get_key_value(pending.request.flow.as_str()) else {
+            lock(&self.admissions).release(&pending.request);
+            return;
+        };
+        let flow = flow.clone();
+        let id = conn.id();
+        let key = SessionKey {
+            session: Uuid::new_v4(),
+            licence: pending.admission.licence,
+            rhb: pending.request.rhb.clone(),
+            flow: pending.request.flow.clone(),
+            peer: conn.peer(),
+            kind: OutputKind::SrtListener,
+        };
+        tracing::info!(peer = %key.peer, rhb = %key.rhb, flow = %key.flow, session = %key.session, "receiver connected");
+        let connected_at = Utc::now();
+        let _ = self.usage.send(UsageEvent::Connected {
+            key: key.clone(),
+            at: connected_at,
+        });
+        let expires = instant_of(pending.admission.valid_until);
+        self.expiries.push(Reverse((expires, id)));
+        let session = Session::spawn(conn, self.gone.clone());
+        self.receivers.insert(
+            id,
+            Receiver {
+                key,
+                flow: flow.clone(),
+                request: pending.request,
+                connected_at,
+                valid_until: pending.admission.valid_until,
+                expires,
+                counters: Counters::default(),
+                session,
+                cut: None,
+            },
+        );
+        self.refresh_ids(&flow);
+    }
+
+    /// Rebuilds the list a flow's payloads go to (receivers join and leave rarely; payloads
+    /// go out thousands of times a second).
+    fn refresh_ids(&mut self, flow: &str) {
+        if let Some(out) = self.flows.get_mut(flow) {
+            out.ids = self
+                .receivers
+                .iter()
+                .filter(|(_, r)| &*r.flow == flow && r.cut.is_none())
+                .map(|(&id, _)| id)
+                .collect();
+        }
+    }
+
+    fn fan_out(&mut self, flow: &str, chunk: &Chunk) {
+        let Some(out) = self.flows.get(flow) else {
+            return;
+        };
+        if out.ids.is_empty() {
+            return;
+        }
+        let (mut packets, mut bytes) = (0u64, 0u64);
+        for payload in output::payloads(&chunk.payload) {
+            packets += 1;
+            bytes += payload.len() as u64;
+            if self.listener.send_many(out.ids.clone(), payload).is_err() {
+                return; // the driver is gone; the loop ends on the next accept
+            }
+        }
+        for id in out.ids.iter() {
+            if let Some(r) = self.receivers.get_mut(id) {
+                r.counters.add(packets, bytes);
+            }
+        }
+    }
+
+    fn cut(&mut self, id: ConnectionId, reason: &'static str) {
+        let Some(r) = self.receivers.get_mut(&id) else {
+            return;
+        };
+        if r.cut.is_some() {
+            return;
+        }
+        r.cut = Some(reason);
+        tracing::info!(peer = %r.key.peer, rhb = %r.key.rhb, flow = %r.key.flow, reason, "receiver cut");
+        let flow = r.flow.clone();
+        self.listener.close(id);
+        self.refresh_ids(&flow);
+    }
+
+    fn on_licence_change(&mut self, change: LicenceChange) {
+        let Some(reason) = change.state.cut_reason() else {
+            return;
+        };
+        lock(&self.admissions).drop_pending(|p| p.admission.licence != change.licence);
+        let ids: Vec<_> = self
+            .receivers
+            .iter()
+            .filter(|(_, r)| r.key.licence == change.licence)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.cut(id, reason);
+        }
+    }
+
+    fn cut_expired(&mut self) {
+        let now = Instant::now();
+        while let Some(&Reverse((at, id))) = self.expiries.peek() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop();
+            // Entries of receivers that already left are skipped here.
+            if self.receivers.get(&id).is_some_and(|r| r.expires == at) {
+                self.cut(id, "expired");
+            }
+        }
+    }
+
+    fn on_gone(&mut self, id: ConnectionId, reason: Option<CloseReason>) {
+        let Some(mut r) = self.receivers.remove(&id) else {
+            return;
+        };
+        lock(&self.admissions).release(&r.request);
+        self.refresh_ids(&r.flow.clone());
+        let reason = r.cut.unwrap_or_else(|| close_reason_text(reason));
+        tracing::info!(peer = %r.key.peer, rhb = %r.key.rhb, flow = %r.key.flow, reason, bytes = r.counters.bytes, "receiver disconnected");
+        self.finish(&mut r, reason);
+    }
+
+    /// The last usage records of a session.
+    fn finish(&self, r: &mut Receiver, reason: &str) {
+        let at = Utc::now();
+        if let Some((packets, bytes)) = r.counters.take_delta() {
+            let _ = self.usage.send(UsageEvent::Delivered {
+                key: r.key.clone(),
+                at,
+                packets,
+                bytes,
+            });
+        }
+        let _ = self.usage.send(UsageEvent::Disconnected {
+            key: r.key.clone(),
+            at,
+            reason: reason.to_owned(),
+            packets: r.counters.packets,
+            bytes: r.counters.bytes,
+        });
+    }
+
+    fn report_usage(&mut self) {
+        lock(&self.admissions).drop_pending(|p| p.at.elapsed() < PENDING_TTL);
+        let at = Utc::now();
+        for r in self.receivers.values_mut() {
+            if let Some((packets, bytes)) = r.counters.take_delta() {
+                let _ = self.usage.send(UsageEvent::Delivered {
+                    key: r.key.clone(),
+                    at,
+                    packets,
+                    bytes,
+                });
+            }
+        }
+    }
+
+    fn status(&self, reply: oneshot::Sender<OutputStatus>) {
+        let listen = self.listener.local_addr();
+        let flows: Vec<_> = self
+            .flows
+            .iter()
+            .map(|(name, out)| {
+                let receivers: Vec<_> = self
+                    .receivers
+                    .values()
+                    .filter(|r| r.flow == *name && r.cut.is_none())
+                    .map(|r| {
+                        let status = ReceiverStatus {
+                            key: r.key.clone(),
+                            connected_at: r.connected_at,
+                            valid_until: r.valid_until,
+                            packets: r.counters.packets,
+                            bytes: r.counters.bytes,
+                            srt: None,
+                        };
+                        (status, r.session.clone())
+                    })
+                    .collect();
+                let stats = out.bus.stats();
+                (
+                    name.to_string(),
+                    stats.bytes_in.load(Ordering::Relaxed),
+                    out.dropped.load(Ordering::Relaxed),
+                    receivers,
+                )
+            })
+            .collect();
+        // SRT statistics come from the listener's driver: gather them off this loop.
+        tokio::spawn(async move {
+            let mut out = OutputStatus {
+                listen,
+                flows: Vec::with_capacity(flows.len()),
+            };
+            for (flow, bytes_in, chunks_dropped, receivers) in flows {
+                let mut list = Vec::with_capacity(receivers.len());
+                for (mut status, session) in receivers {
+                    status.srt = tokio::time::timeout(output::STATS_TIMEOUT, session.stats())
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(SrtStatus::from);
+                    list.push(status);
+                }
+                list.sort_by(|a, b| {
+                    (&a.key.rhb, a.connected_at).cmp(&(&b.key.rhb, b.connected_at))
+                });
+                out.flows.push(FlowOutputStatus {
+                    flow,
+                    bytes_in,
+                    chunks_dropped,
+                    receivers: list,
+                });
+            }
+            out.flows.sort_by(|a, b| a.flow.cmp(&b.flow));
+            let _ = reply.send(out);
+        });
+    }
+
+    fn shutdown(mut self) {
+        for (_, flow) in self.flows.drain() {
+            flow.forwarder.abort();
+        }
+        let ids: Vec<_> = self.receivers.keys().copied().collect();
+        for id in ids {
+            self.listener.close(id);
+            if let Some(mut r) = self.receivers.remove(&id) {
+                self.finish(&mut r, "node_shutdown");
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Moves a flow's chunks into the node's loop; counts what it was too slow for.
+async fn forward(
+    flow: Arc<str>,
+    mut bus: crate::fanout::BusReceiver,
+    to: mpsc::Sender<(Arc<str>, Chunk)>,
+    dropped: Arc<AtomicU64>,
+) {
+    while let Some(chunk) = bus.next().await {
+        dropped.store(bus.dropped(), Ordering::Relaxed);
+        if to.send((flow.clone(), chunk)).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Outputs: what the node sends to broadcasters, what it counts for billing, what it shows.
+//!
+//! Receivers that call in are served by [`crate::node`]; this module holds the parts every
+//! output shares: cutting a flow's chunks into SRT-sized payloads, the usage records the node
+//! reports, and the status it shows operators.
+
+mod session;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::access::LicenceId;
+
+pub(crate) use session::{Session, SessionHandle};
+
+/// TS packets per SRT/UDP payload: 7 × 188 = 1316 bytes, the size every SRT and UDP
+/// MPEG-TS tool uses, so that one payload fits an Ethernet frame with SRT's header.
+pub const TS_PER_PAYLOAD: usize = 7;
+/// Bytes in one full payload.
+pub const PAYLOAD: usize = TS_PER_PAYLOAD * 188;
+
+/// Cuts a chunk of whole TS packets into payloads of at most [`PAYLOAD`] bytes; the slices
+/// share the chunk's buffer.
+pub fn payloads(chunk: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    (0..chunk.len())
+        .step_by(PAYLOAD)
+        .map(move |start| chunk.slice(start..(start + PAYLOAD).min(chunk.len())))
+}
+
+/// How a receiver reached the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// The broadcaster called the node's SRT listener.
+    SrtListener,
+    /// The node called the broadcaster's SRT listener.
+    SrtPush,
+    /// The node sends plain UDP to the broadcaster.
+    UdpPush,
+}
+
+/// Identifies one delivery session (one connection) in the usage records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionKey {
+    /// Unique per connection.
+    pub session: Uuid,
+    pub licence: LicenceId,
+    pub rhb: String,
+    pub flow: String,
+    pub peer: SocketAddr,
+    pub kind: OutputKind,
+}
+
+/// What the node reports for billing and reports; every session yields one `Connected`,
+/// `Delivered` deltas while it runs (so a crashed node loses at most one interval) and one
+/// `Disconnected` with its totals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum UsageEvent {
+    Connected {
+        key: SessionKey,
+        at: DateTime<Utc>,
+    },
+    /// Delivered since the previous record of this session.
+    Delivered {
+        key: SessionKey,
+        at: DateTime<Utc>,
+        packets: u64,
+        bytes: u64,
+    },
+    Disconnected {
+        key: SessionKey,
+        at: DateTime<Utc>,
+        /// Why: `revoked`, `disabled`, `expired`, `peer_closed`, `timeout`, `node_shutdown`...
+        reason: String,
+        packets: u64,
+        bytes: u64,
+    },
+}
+
+/// Payload counters of one session, with the part already reported.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+    reported_packets: u64,
+    reported_bytes: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, packets: u64, bytes: u64) {
+        self.packets += packets;
+        self.bytes += bytes;
+    }
+
+    /// What was delivered since the last call, or `None` when nothing was.
+    pub fn take_delta(&mut self) -> Option<(u64, u64)> {
+        let delta = (
+            self.packets - self.reported_packets,
+            self.bytes - self.reported_bytes,
+        );
+        self.reported_packets = self.packets;
+        self.reported_bytes = self.bytes;
+        (delta.0 > 0).then_some(delta)
+    }
+}
+
+/// SRT statistics of one receiver, as the status shows them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SrtStatus {
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub packets_retransmitted: u64,
+    /// Packets the receiver reported lost (NAKed).
+    pub packets_send_loss: u64,
+    /// Packets dropped unacknowledged because they were too late to be of use.
+    pub packets_send_dropped: u64,
+    pub send_buffer_packets: usize,
+    pub rtt_ms: f64,
+    pub send_rate_bps: u64,
+    pub latency_ms: u64,
+}
+
+impl From<stadion_srt::Stats> for SrtStatus {
+    fn from(s: stadion_srt::Stats) -> Self {
+        SrtStatus {
+            packets_sent: s.packets_sent,
+            bytes_sent: s.bytes_sent,
+            packets_retransmitted: s.packets_retransmitted,
+            packets_send_loss: s.packets_send_loss,
+            packets_send_dropped: s.packets_send_dropped,
+            send_buffer_packets: s.send_buffer_packets,
+            rtt_ms: s.rtt.as_secs_f64() * 1e3,
+            send_rate_bps: s.send_rate_bps,
+            latency_ms: u64::try_from(s.latency.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// One receiver in the status.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiverStatus {
+    pub key: SessionKey,
+    pub connected_at: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    pub packets: u64,
+    pub bytes: u64,
+    /// `None` when the connection ended while the status was gathered.
+    pub srt: Option<SrtStatus>,
+}
+
+/// One flow's outputs in the status.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowOutputStatus {
+    pub flow: String,
+    /// Bytes the flow's bus carried since the flow started.
+    pub bytes_in: u64,
+    /// Chunks the node's output loop was too slow for (lost for every receiver of the flow).
+    pub chunks_dropped: u64,
+    pub receivers: Vec<ReceiverStatus>,
+}
+
+/// What the node's outputs are doing now.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputStatus {
+    pub listen: SocketAddr,
+    pub flows: Vec<FlowOutputStatus>,
+}
+
+/// How long the gathering of SRT statistics for a status may take.
+pub(crate) const STATS_TIMEOUT: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_are_slices_of_seven_packets() {
+        let chunk = Bytes::from(vec![0x47u8; 188 * 16]);
+        let parts: Vec<_> = payloads(&chunk).collect();
+        assert_eq!(
+            parts.iter().map(Bytes::len).collect::<Vec<_>>(),
+            [1316, 1316, 376]
+        );
+        assert_eq!(parts[1].as_ptr(), chunk[1316..].as_ptr());
+        assert_eq!(payloads(&Bytes::new()).count(), 0);
+    }
+
+    #[test]
+    fn counters_report_deltas_once() {
+        let mut c = Counters::default();
+        assert_eq!(c.take_delta(), None);
+        c.add(3, 3948);
+        c.add(1, 1316);
+        assert_eq!(c.take_delta(), Some((4, 5264)));
+        assert_eq!(c.take_delta(), None);
+        c.add(1, 188);
+        assert_eq!(c.take_delta(), Some((1, 188)));
+        assert_eq!((c.packets, c.bytes), (5, 5452));
+    }
+}
