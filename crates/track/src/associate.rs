@@ -7,7 +7,8 @@
 //! consistency (mean symmetric point-to-epipolar-line distance over shared joints), greedy
 //! in order of increasing distance, never two detections of one camera in a group;
 //! (3) every group seen by at least two cameras is triangulated robustly; new groups adopt
-//! a lost track whose last position is close, else get a fresh id; tracks unseen for
+//! a lost track whose last position is close, are dropped as duplicates if a track
+//! updated this frame is that close, else get a fresh id; tracks unseen for
 //! `max_missed_frames` end. Scratch buffers live in the tracker, so a steady-state frame
 //! does not allocate.
 
@@ -29,7 +30,8 @@ pub struct TrackerConfig {
     /// A track claims a detection whose joints are on average this close (pixels) to the
     /// track's predicted projection.
     pub track_gate_px: f64,
-    /// A new group adopts a lost track whose last centroid is this close (metres).
+    /// A new group adopts a lost track whose last centroid is this close (metres), and is
+    /// dropped as a duplicate if a track seen this frame is that close.
     pub reacquire_distance_m: f64,
     /// Tracks unseen for this many frames end.
     pub max_missed_frames: u32,
@@ -74,6 +76,20 @@ fn centroid(points: impl Iterator<Item = Point3<f64>>) -> Option<Point3<f64>> {
     (n > 0).then(|| Point3::from(s / n as f64))
 }
 
+/// Essential matrices of every ordered camera pair, `E[i·n + j]`: `x_jᵀ E x_i = 0`.
+fn essential_matrices(calibration: &Calibration) -> Vec<Matrix3<f64>> {
+    let n = calibration.len();
+    let mut essential = Vec::with_capacity(n * n);
+    for a in &calibration.cameras {
+        for b in &calibration.cameras {
+            let r = b.rotation * a.rotation.inverse();
+            let t = b.translation - r * a.translation;
+            essential.push(t.cross_matrix() * r.matrix());
+        }
+    }
+    essential
+}
+
 /// A group of detections believed to be one person: `slots[c]` = detection index in camera c.
 type Group = [Option<u16>; MAX_CAMERAS];
 
@@ -95,6 +111,12 @@ pub struct MultiViewTracker {
     groups: Vec<(Option<usize>, Group)>,
     out: Vec<Pose3D>,
     projected: Vec<Point2<f64>>,
+    /// `mirror[j]`: the joint on the other side (`LKnee` ↔ `RKnee`), or `j` itself.
+    mirror: Vec<usize>,
+    /// Per camera, per detection: claimed by a track as a left/right-swapped detection.
+    flipped: Vec<Vec<bool>>,
+    /// Per camera: the swapped detection put back in order, for triangulation.
+    unflipped: Vec<Keypoints2D>,
 }
 
 impl MultiViewTracker {
@@ -105,15 +127,7 @@ impl MultiViewTracker {
     ) -> Result<Self> {
         let triangulator = Triangulator::new(calibration, config.triangulation)?;
         let n = calibration.len();
-        let mut essential = Vec::with_capacity(n * n);
-        for i in 0..n {
-            for j in 0..n {
-                let (a, b) = (&calibration.cameras[i], &calibration.cameras[j]);
-                let r = b.rotation * a.rotation.inverse();
-                let t = b.translation - r * a.translation;
-                essential.push(t.cross_matrix() * r.matrix());
-            }
-        }
+        let essential = essential_matrices(calibration);
         Ok(MultiViewTracker {
             triangulator,
             calibration: calibration.clone(),
@@ -128,7 +142,42 @@ impl MultiViewTracker {
             groups: Vec::new(),
             out: Vec::new(),
             projected: Vec::new(),
+            mirror: (0..skeleton.joint_count())
+                .map(|j| {
+                    crate::filter::mirror(skeleton.joint_names()[j])
+                        .and_then(|m| skeleton.index_of(&m))
+                        .unwrap_or(j)
+                })
+                .collect(),
+            flipped: vec![Vec::new(); n],
+            unflipped: vec![
+                Keypoints2D {
+                    person_id: None,
+                    points: Vec::new()
+                };
+                n
+            ],
         })
+    }
+
+    /// Replaces the cameras' poses and lenses for the coming frames (pan-tilt-zoom heads
+    /// report their angles every frame); tracks are kept. The cameras must be the same ones,
+    /// in the same order.
+    pub fn set_calibration(&mut self, calibration: &Calibration) -> Result<()> {
+        if calibration.names() != self.calibration.names() {
+            return Err(Error::Mismatch {
+                what: "new calibration".into(),
+                reason: format!(
+                    "cameras [{}] differ from the tracker's [{}]",
+                    calibration.names().join(", "),
+                    self.calibration.names().join(", ")
+                ),
+            });
+        }
+        self.triangulator = Triangulator::new(calibration, self.config.triangulation)?;
+        self.essential = essential_matrices(calibration);
+        self.calibration.clone_from(calibration);
+        Ok(())
     }
 
     /// Forgets every track (ids restart at 1).
@@ -180,6 +229,8 @@ impl MultiViewTracker {
         for (c, f) in frames.iter().enumerate() {
             self.claimed[c].clear();
             self.claimed[c].resize(f.people.len(), false);
+            self.flipped[c].clear();
+            self.flipped[c].resize(f.people.len(), false);
         }
         self.match_tracks(frames);
         self.group_leftovers(frames);
@@ -227,17 +278,28 @@ impl MultiViewTracker {
                     );
                 }
                 for (d, person) in f.people.iter().enumerate() {
-                    let (mut s, mut n) = (0.0, 0);
-                    for (q, k) in self.projected.iter().zip(&person.points).take(joints) {
-                        if q.x.is_finite() && k.is_valid() && k.confidence >= min_conf {
+                    // Distance to the prediction as detected and with left and right
+                    // swapped (a common 2D detector error): the better one counts.
+                    let (mut s, mut s_flip, mut n) = (0.0, 0.0, 0);
+                    for (j, k) in person.points.iter().enumerate().take(joints) {
+                        let (q, m) = (self.projected[j], self.projected[self.mirror[j]]);
+                        if q.x.is_finite()
+                            && m.x.is_finite()
+                            && k.is_valid()
+                            && k.confidence >= min_conf
+                        {
                             s += ((q.x - k.x).powi(2) + (q.y - k.y).powi(2)).sqrt();
+                            s_flip += ((m.x - k.x).powi(2) + (m.y - k.y).powi(2)).sqrt();
                             n += 1;
                         }
                     }
                     if n >= self.config.min_joints.max(1) {
-                        let dist = s / n as f64;
+                        let flip = s_flip < s;
+                        let dist = s.min(s_flip) / n as f64;
                         if dist < self.config.track_gate_px {
-                            self.candidates.push((dist, ti as u32, c as u16, d as u16));
+                            // The swap rides in the top bit of the track index.
+                            let tag = ti as u32 | (u32::from(flip) << 31);
+                            self.candidates.push((dist, tag, c as u16, d as u16));
                         }
                     }
                 }
@@ -249,8 +311,8 @@ impl MultiViewTracker {
         }
         // One group per track, filled greedily (each detection and track-camera slot once).
         let first_group = self.groups.len();
-        for &(_, ti, c, d) in &self.candidates {
-            let (ti, c) = (ti as usize, c as usize);
+        for &(_, tag, c, d) in &self.candidates {
+            let (ti, flip, c) = ((tag & !(1 << 31)) as usize, tag >> 31 == 1, c as usize);
             if self.claimed[c][d as usize] {
                 continue;
             }
@@ -267,6 +329,7 @@ impl MultiViewTracker {
             if self.groups[g].1[c].is_none() {
                 self.groups[g].1[c] = Some(d);
                 self.claimed[c][d as usize] = true;
+                self.flipped[c][d as usize] = flip;
             }
         }
     }
@@ -384,9 +447,23 @@ impl MultiViewTracker {
         let mut joints_buf: Vec<Keypoint3D> = Vec::new();
         for gi in 0..self.groups.len() {
             let (track, slots) = self.groups[gi];
+            for c in 0..cams {
+                if let Some(d) = slots[c].filter(|&d| self.flipped[c][d as usize]) {
+                    let src = &frames[c].people[d as usize].points;
+                    let dst = &mut self.unflipped[c].points;
+                    dst.clear();
+                    dst.extend(self.mirror.iter().map(|&m| src[m]));
+                }
+            }
             let mut views: [Option<&Keypoints2D>; MAX_CAMERAS] = [None; MAX_CAMERAS];
             for c in 0..cams {
-                views[c] = slots[c].map(|d| &frames[c].people[d as usize]);
+                views[c] = slots[c].map(|d| {
+                    if self.flipped[c][d as usize] {
+                        &self.unflipped[c]
+                    } else {
+                        &frames[c].people[d as usize]
+                    }
+                });
             }
             if views[..cams].iter().filter(|v| v.is_some()).count() < 2 {
                 continue;
@@ -412,7 +489,10 @@ impl MultiViewTracker {
             }
             let id = match track {
                 Some(t) => self.tracks[t].id,
-                None => self.adopt_or_create(used),
+                None => match self.adopt_or_create(used) {
+                    Some(id) => id,
+                    None => continue,
+                },
             };
             self.out[used].track_id = id;
             let t = self
@@ -448,7 +528,9 @@ impl MultiViewTracker {
     }
 
     /// A new group takes over a lost track nearby (a person reappearing) or starts one.
-    fn adopt_or_create(&mut self, pose: usize) -> u32 {
+    /// `None` when the group duplicates a person already seen this frame (some of their
+    /// detections escaped the track's gate): the duplicate is dropped.
+    fn adopt_or_create(&mut self, pose: usize) -> Option<u32> {
         let c = centroid(
             self.out[pose]
                 .joints
@@ -459,13 +541,14 @@ impl MultiViewTracker {
         let best = c.and_then(|c| {
             self.tracks
                 .iter()
-                .filter(|t| !t.updated)
-                .filter_map(|t| Some((t.id, (t.centroid()? - c).norm())))
-                .filter(|(_, d)| *d < self.config.reacquire_distance_m)
-                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .filter_map(|t| Some((t.id, t.updated, (t.centroid()? - c).norm())))
+                .filter(|(_, _, d)| *d < self.config.reacquire_distance_m)
+                .min_by(|a, b| a.2.total_cmp(&b.2))
         });
-        if let Some((id, _)) = best {
-            return id;
+        match best {
+            Some((_, true, _)) => return None,
+            Some((id, false, _)) => return Some(id),
+            None => {}
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -477,7 +560,7 @@ impl MultiViewTracker {
             missed: 0,
             updated: false,
         });
-        id
+        Some(id)
     }
 }
 

@@ -76,9 +76,10 @@ pub struct AnalysisConfig {
     pub time_of_first_frame_s: f64,
     /// Distances (m) at which split times are reported.
     pub splits_m: Vec<f64>,
-    /// Low-pass applied to the centre of mass before differentiating: below the step
-    /// frequency (4–5 Hz) so that speed is the broadcast "running speed", not the intra-step
-    /// oscillation.
+    /// Low-pass applied to the centre of mass before differentiating: below the stride
+    /// frequency (2–2.5 Hz; arms and legs swing the centre of mass back and forth once per
+    /// stride) so that speed is the broadcast "running speed", not the intra-stride
+    /// oscillation. A sprint's acceleration phase has no content above ~0.5 Hz.
     pub speed_cutoff_hz: f64,
     /// A foot is on the ground while its horizontal speed is below this fraction of the
     /// centre of mass's speed (with a floor of 1 m/s)...
@@ -93,7 +94,7 @@ impl Default for AnalysisConfig {
             geometry: TrackGeometry::default(),
             time_of_first_frame_s: 0.0,
             splits_m: (1..=10).map(|i| 10.0 * i as f64).collect(),
-            speed_cutoff_hz: 2.0,
+            speed_cutoff_hz: 1.0,
             contact_speed_ratio: 0.3,
             contact_height_m: 0.25,
         }

@@ -547,7 +547,7 @@ fn median(v: &mut [f64]) -> Option<f64> {
 }
 
 /// The mirror name of a joint (`LKnee` ↔ `RKnee`), if the name is sided.
-fn mirror(name: &str) -> Option<String> {
+pub(crate) fn mirror(name: &str) -> Option<String> {
     let mut c = name.chars();
     match c.next()? {
         'L' if name.len() > 1 => Some(format!("R{}", c.as_str())),

@@ -14,6 +14,7 @@ pub mod filter;
 pub mod io;
 pub mod keypoints;
 pub mod skeleton;
+pub mod synth;
 pub mod triangulate;
 
 pub use associate::{MultiViewTracker, TrackerConfig};
