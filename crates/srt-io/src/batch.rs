@@ -1,14 +1,14 @@
-//! Batched UDP IO: `recvmmsg` into one shared buffer and `sendmmsg` with two-part iovecs.
+//! Batched UDP IO: `recvmmsg` into one reused buffer and `sendmmsg` with two-part iovecs.
 //!
 //! Written against libc because tokio exposes one datagram per syscall. Each outgoing datagram is
 //! sent as `[header, payload]` iovecs, so a payload shared by many connections (`Bytes`) is never
-//! copied into a per-connection buffer; received datagrams are slices of one frozen buffer.
+//! copied into a per-connection buffer.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use socket2::SockAddr;
 use stadion_srt::Transmit;
 
@@ -24,16 +24,36 @@ fn to_socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Opt
     addr.as_socket()
 }
 
+/// Reusable memory for [`recv_batch`].
+pub struct RecvBuffer {
+    buf: Box<[u8]>,
+}
+
+impl Default for RecvBuffer {
+    fn default() -> Self {
+        RecvBuffer {
+            buf: vec![0u8; BATCH * SLOT].into_boxed_slice(),
+        }
+    }
+}
+
 /// Receives up to [`BATCH`] datagrams without blocking; `WouldBlock` when none is waiting.
-pub fn recv_batch(fd: &impl AsRawFd, out: &mut Vec<(SocketAddr, Bytes)>) -> io::Result<usize> {
-    let mut buf = BytesMut::zeroed(BATCH * SLOT);
+///
+/// Each datagram is copied out of the reused buffer into its own `Bytes`: a payload may wait
+/// in a receive buffer for the whole TSBPD latency, and slices of one shared batch buffer
+/// would pin 96 KiB per packet held.
+pub fn recv_batch(
+    fd: &impl AsRawFd,
+    mem: &mut RecvBuffer,
+    out: &mut Vec<(SocketAddr, Bytes)>,
+) -> io::Result<usize> {
     // SAFETY: zeroed sockaddr_storage/msghdr/mmsghdr are valid initial values.
     let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
     let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-    for i in 0..BATCH {
+    for (i, chunk) in mem.buf.chunks_exact_mut(SLOT).enumerate() {
         iovs[i] = libc::iovec {
-            iov_base: buf[i * SLOT..].as_mut_ptr().cast(),
+            iov_base: chunk.as_mut_ptr().cast(),
             iov_len: SLOT,
         };
         msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
@@ -56,11 +76,11 @@ pub fn recv_batch(fd: &impl AsRawFd, out: &mut Vec<(SocketAddr, Bytes)>) -> io::
         return Err(io::Error::last_os_error());
     }
     let n = n as usize;
-    let frozen = buf.freeze();
-    for i in 0..n {
-        let len = msgs[i].msg_len as usize;
-        if let Some(addr) = to_socket_addr(&addrs[i], msgs[i].msg_hdr.msg_namelen) {
-            out.push((addr, frozen.slice(i * SLOT..i * SLOT + len.min(SLOT))));
+    for (i, msg) in msgs[..n].iter().enumerate() {
+        let len = (msg.msg_len as usize).min(SLOT);
+        if let Some(addr) = to_socket_addr(&addrs[i], msg.msg_hdr.msg_namelen) {
+            let at = i * SLOT;
+            out.push((addr, Bytes::copy_from_slice(&mem.buf[at..at + len])));
         }
     }
     Ok(n)

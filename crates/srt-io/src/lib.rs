@@ -6,6 +6,51 @@
 //! `Bytes` payload to many of its connections in one command ([`SrtListener::send_many`]), so a
 //! feed fans out without a copy per receiver beyond per-connection encryption.
 //! Datagrams move in batches (`recvmmsg`/`sendmmsg`, see [`batch`]).
+//!
+//! # Serving many receivers from one port (the data plane's view)
+//!
+//! - **Admission**: [`SrtListener::bind`] takes an [`AcceptHook`] (a closure works). It runs on
+//!   the driver task for every caller *before* the handshake completes, sees the peer address
+//!   and the parsed stream ID ([`stadion_srt::ConnectRequest`]) and answers
+//!   [`AcceptDecision::Accept`](stadion_srt::AcceptDecision::Accept) with this connection's own passphrase and latency, or
+//!   [`AcceptDecision::Reject`](stadion_srt::AcceptDecision::Reject) with an SRT reason code (e.g. [`reject::FORBIDDEN`], 1403) that
+//!   the caller's libsrt reports. A caller with another passphrase is refused with
+//!   `BADSECRET` (1010). Keep the hook fast: it holds up the socket.
+//! - **Accepted connections** come out of [`SrtListener::accept`] as [`SrtConnection`] handles
+//!   with [`SrtConnection::id`], [`SrtConnection::peer`] and [`SrtConnection::stream_id`].
+//! - **Fan-out**: [`SrtListener::send_many`] queues one payload (at most 1456 bytes, typically 7
+//!   TS packets) for a set of connection ids. The `Bytes` is shared; each encrypted connection
+//!   makes its own ciphertext and keeps its own retransmission buffer. Datagrams leave in
+//!   `sendmmsg` batches with the payload as its own iovec, never copied into a send buffer.
+//! - **Bounded buffers**: each connection keeps at most
+//!   [`ConnectionConfig::send_buffer_limit`](stadion_srt::ConnectionConfig::send_buffer_limit)
+//!   unacknowledged packets and drops packets too late to play; both are counted in
+//!   [`Stats::packets_send_dropped`] and announced to the receiver.
+//! - **Statistics**: [`SrtConnection::stats`] gives RTT, loss, retransmissions, bytes, buffer
+//!   occupancy and rates of one connection.
+//! - **Revocation**: [`SrtListener::close`] (or [`SrtConnection::close`], or dropping the
+//!   handle) sends the peer a shutdown at once; the handle's [`SrtConnection::close_reason`]
+//!   then reads [`CloseReason::Local`]. The application keeps its own reason (licence revoked,
+//!   feed ended) next to the id.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), stadion_srt_io::SrtError> {
+//! use std::sync::Arc;
+//! use stadion_srt::{AcceptDecision, ConnectRequest, ListenerConfig, reject};
+//! use stadion_srt_io::SrtListener;
+//!
+//! let hook = |req: &ConnectRequest<'_>| match req.stream_id.resource() {
+//!     "cam1" => AcceptDecision::Accept { passphrase: Some("broadcaster-key-1".into()), latency: None },
+//!     _ => AcceptDecision::Reject(reject::NOT_FOUND),
+//! };
+//! let mut listener = SrtListener::bind("0.0.0.0:9000".parse().unwrap(), ListenerConfig::default(), hook).await?;
+//! let receiver = listener.accept().await.expect("listener runs");
+//! let ids: Arc<[u32]> = Arc::from(vec![receiver.id()]);
+//! listener.send_many(ids, bytes::Bytes::from_static(&[0x47; 188 * 7]))?;
+//! println!("{:?}", receiver.stats().await);
+//! listener.close(receiver.id());
+//! # Ok(()) }
+//! ```
 
 pub mod batch;
 
@@ -316,6 +361,7 @@ struct Driver<C: Core> {
     slots: HashMap<ConnectionId, Slot>,
     outgoing: Vec<Transmit>,
     incoming: Vec<(SocketAddr, Bytes)>,
+    recv_mem: batch::RecvBuffer,
 }
 
 impl<C: Core> Driver<C> {
@@ -335,6 +381,7 @@ impl<C: Core> Driver<C> {
             slots: HashMap::new(),
             outgoing: Vec::with_capacity(batch::BATCH),
             incoming: Vec::with_capacity(batch::BATCH),
+            recv_mem: batch::RecvBuffer::default(),
         }
     }
 
@@ -388,7 +435,7 @@ impl<C: Core> Driver<C> {
     fn receive(&mut self) -> io::Result<()> {
         for _ in 0..16 {
             let n = match self.socket.try_io(Interest::READABLE, || {
-                batch::recv_batch(&self.socket, &mut self.incoming)
+                batch::recv_batch(&self.socket, &mut self.recv_mem, &mut self.incoming)
             }) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),

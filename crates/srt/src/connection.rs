@@ -104,6 +104,10 @@ pub struct ConnectionConfig {
     pub peer_idle_timeout: Duration,
     /// Caller gives up the handshake after this long.
     pub connect_timeout: Duration,
+    /// Most unacknowledged packets kept for retransmission; beyond it the oldest is dropped
+    /// (counted in [`Stats::packets_send_dropped`] and announced to the peer), so a stalled
+    /// receiver cannot grow the sender's memory. Packets also leave once too late to play.
+    pub send_buffer_limit: usize,
 }
 
 impl Default for ConnectionConfig {
@@ -120,6 +124,8 @@ impl Default for ConnectionConfig {
             ),
             peer_idle_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
+            // One second at 100 Mb/s; at most ~12 MB of payload per connection.
+            send_buffer_limit: 8192,
         }
     }
 }
@@ -195,9 +201,10 @@ pub struct Stats {
     pub packets_sent: u64,
     pub bytes_sent: u64,
     pub packets_retransmitted: u64,
-    /// Sequence numbers the peer reported lost (NAK entries received, with repeats).
+    /// Packets the peer reported lost (each counted once, however often it was reported).
     pub packets_send_loss: u64,
-    /// Unacknowledged packets dropped from the send buffer as too old.
+    /// Unacknowledged packets dropped from the send buffer: too late to play, or pushed out by
+    /// [`ConnectionConfig::send_buffer_limit`].
     pub packets_send_dropped: u64,
     pub packets_received: u64,
     pub bytes_received: u64,
@@ -251,6 +258,8 @@ struct SndPkt {
     payload: Bytes,
     origin: Instant,
     last_tx: Instant,
+    /// The peer has reported this packet lost at least once.
+    reported_lost: bool,
 }
 
 struct RcvPkt {
@@ -707,6 +716,20 @@ impl Connection {
             Control::Nak(ranges) => self.on_nak(now, &ranges),
             Control::AckAck { ack_no } => self.on_ackack(now, ack_no),
             Control::Shutdown => {
+                // The peer sent its last packet: hand over what arrived without waiting for
+                // play time (a file or feed ends with a full buffer), skipping what is missing.
+                while let Some(slot) = self.rcv_buf.pop_front() {
+                    match slot {
+                        Some(p) => {
+                            self.stats.packets_delivered += 1;
+                            self.events.push_back(Event::Received {
+                                payload: p.payload,
+                                msg_no: p.msg_no,
+                            });
+                        }
+                        None => self.stats.packets_dropped += 1,
+                    }
+                }
                 self.state = State::Closed;
                 self.events
                     .push_back(Event::Closed(CloseReason::PeerShutdown));
@@ -736,6 +759,12 @@ impl Connection {
         if payload.len() > MAX_PAYLOAD {
             return Err(SendError::TooLarge(payload.len()));
         }
+        if self.snd_buf.len() >= self.config.send_buffer_limit.max(1) {
+            self.drop_sent(
+                now,
+                self.snd_buf.len() + 1 - self.config.send_buffer_limit.max(1),
+            );
+        }
         let seq = self.snd_next;
         self.snd_next = seq.next();
         let msg_no = self.msg_no;
@@ -761,6 +790,7 @@ impl Connection {
             payload,
             origin: now,
             last_tx: now,
+            reported_lost: false,
         });
         self.transmit_data(self.snd_buf.len() - 1, false);
         self.last_sent = now;
@@ -828,11 +858,14 @@ impl Connection {
             if !(0..=RCV_WINDOW as i32).contains(&count) {
                 continue;
             }
-            self.stats.packets_send_loss += count as u64 + 1;
             for k in 0..=count as u32 {
                 let Some(i) = self.snd_index(first.add_n(k)) else {
                     continue;
                 };
+                if !self.snd_buf[i].reported_lost {
+                    self.snd_buf[i].reported_lost = true;
+                    self.stats.packets_send_loss += 1;
+                }
                 if self.snd_buf[i].last_tx + min_gap > now
                     && self.snd_buf[i].last_tx != self.snd_buf[i].origin
                 {
@@ -848,28 +881,34 @@ impl Connection {
 
     fn drop_old_sent(&mut self, now: Instant) {
         let limit = self.peer_latency.max(SND_DROP_FLOOR) + 2 * SYN;
-        let mut dropped: Option<(SeqNo, SeqNo, u32)> = None;
-        while let Some(p) = self.snd_buf.front() {
-            if now.saturating_duration_since(p.origin) <= limit {
-                break;
-            }
-            dropped = Some(match dropped {
-                None => (p.seq, p.seq, p.msg_no),
-                Some((f, _, m)) => (f, p.seq, m),
-            });
-            self.snd_buf.pop_front();
-            self.stats.packets_send_dropped += 1;
+        let n = self
+            .snd_buf
+            .iter()
+            .take_while(|p| now.saturating_duration_since(p.origin) > limit)
+            .count();
+        self.drop_sent(now, n);
+    }
+
+    /// Gives up the `n` oldest unacknowledged packets and tells the receiver not to wait for
+    /// them.
+    fn drop_sent(&mut self, now: Instant, n: usize) {
+        let n = n.min(self.snd_buf.len());
+        if n == 0 {
+            return;
         }
-        if let Some((first, last, msg_no)) = dropped {
-            self.send_control(
-                now,
-                Control::DropRequest {
-                    msg_no,
-                    first,
-                    last,
-                },
-            );
-        }
+        let first = self.snd_buf[0].seq;
+        let last = self.snd_buf[n - 1].seq;
+        let msg_no = self.snd_buf[0].msg_no;
+        self.snd_buf.drain(..n);
+        self.stats.packets_send_dropped += n as u64;
+        self.send_control(
+            now,
+            Control::DropRequest {
+                msg_no,
+                first,
+                last,
+            },
+        );
     }
 
     /// Tail loss: a lost last packet leaves no later packet to reveal the gap, so the receiver

@@ -6,7 +6,7 @@
 //! it sees the peer address and parsed stream ID and picks the passphrase and latency for this
 //! one connection, or rejects with an SRT reason code that the caller's library reports.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,7 @@ pub struct Listener {
     tx_dirty: VecDeque<ConnectionId>,
     ev_dirty: VecDeque<ConnectionId>,
     out: VecDeque<Transmit>,
+    rejections: BTreeMap<u32, u64>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -127,6 +128,7 @@ impl Listener {
             tx_dirty: VecDeque::new(),
             ev_dirty: VecDeque::new(),
             out: VecDeque::new(),
+            rejections: BTreeMap::new(),
         }
     }
 
@@ -189,6 +191,7 @@ impl Listener {
     }
 
     fn send_reject(&mut self, to: SocketAddr, request: &Handshake, code: u32) {
+        *self.rejections.entry(code).or_default() += 1;
         let mut hs = request.clone();
         hs.kind = HandshakeKind::Reject(code);
         hs.extensions.clear();
@@ -409,6 +412,12 @@ impl Listener {
 
     pub fn stats(&self, id: ConnectionId) -> Option<Stats> {
         self.conns.get(&id).map(Connection::stats)
+    }
+
+    /// How many handshakes were refused, by SRT reason code (the listener's side of a
+    /// rejection; the caller's library reports the same code).
+    pub fn rejections(&self) -> &BTreeMap<u32, u64> {
+        &self.rejections
     }
 
     /// Ids of the connections currently held.
