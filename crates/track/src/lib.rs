@@ -13,6 +13,8 @@ pub mod error;
 pub mod filter;
 pub mod io;
 pub mod keypoints;
+pub mod pipeline;
+pub mod plot;
 pub mod skeleton;
 pub mod synth;
 pub mod triangulate;

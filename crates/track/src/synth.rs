@@ -402,6 +402,53 @@ impl SyntheticSprint {
     pub fn frame_count(&self) -> usize {
         self.truth.frames.len()
     }
+
+    /// The race as one JSON document for other tools (the aniposelib side of the benchmark):
+    /// per frame, every camera in OpenCV terms (`matrix`, `dist` as `[k1, k2, p1, p2, k3]`,
+    /// Rodrigues `rvec`, `tvec` in metres), the athlete's keypoints per camera (`null` for a
+    /// camera that does not see them or a joint not detected) and the true joints.
+    pub fn exchange_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let frames: Vec<serde_json::Value> = (0..self.frame_count())
+            .map(|f| {
+                let cameras: Vec<serde_json::Value> = self.calibrations[f]
+                    .cameras
+                    .iter()
+                    .map(|c| {
+                        let k = c.intrinsics.matrix();
+                        json!({
+                            "size": [c.size.0, c.size.1],
+                            "matrix": (0..3).map(|r| (0..3).map(|q| k[(r, q)]).collect::<Vec<_>>()).collect::<Vec<_>>(),
+                            "dist": c.distortion.to_opencv(),
+                            "rvec": c.rotation.scaled_axis().as_slice(),
+                            "tvec": c.translation.as_slice(),
+                        })
+                    })
+                    .collect();
+                let points: Vec<serde_json::Value> = self.athlete[f]
+                    .iter()
+                    .zip(&self.views[f])
+                    .map(|(a, v)| match a {
+                        None => serde_json::Value::Null,
+                        Some(i) => v.people[*i]
+                            .points
+                            .iter()
+                            .map(|k| k.is_valid().then_some([k.x, k.y, k.confidence]))
+                            .collect(),
+                    })
+                    .collect();
+                let truth: Vec<[f64; 3]> =
+                    self.truth.frames[f].iter().map(|p| [p.x, p.y, p.z]).collect();
+                json!({ "cameras": cameras, "points": points, "truth": truth })
+            })
+            .collect();
+        json!({
+            "fps": self.config.fps,
+            "skeleton": "COCO_17",
+            "camera_names": self.calibrations[0].names(),
+            "frames": frames,
+        })
+    }
 }
 
 /// The cameras' fixed part: positions alternate sides of the lane and spread along it;
