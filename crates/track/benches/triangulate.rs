@@ -4,7 +4,8 @@
 //! `cargo bench -p stadion-track --bench triangulate` prints latency percentiles over
 //! 20 000 frames first (the live-mode figure: p50/p99/max), then criterion's means for
 //! triangulation alone (association known) and for the full tracker (association across
-//! views + over time + triangulation).
+//! views + over time + triangulation); the live line adds the Kalman speed filters and the
+//! JSON serialisation of `stadion track live`.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -12,6 +13,8 @@ use std::time::Instant;
 use criterion::Criterion;
 use nalgebra::{Point3, Vector3};
 use rand::{Rng, SeedableRng, rngs::StdRng};
+use stadion_track::biomech::TrackGeometry;
+use stadion_track::pipeline::LiveTracker;
 use stadion_track::{
     Calibration, Camera, Frame2D, Intrinsics, Keypoint2D, Keypoints2D, MultiViewTracker, Skeleton,
     TrackerConfig, TriangulationConfig, Triangulator,
@@ -149,6 +152,27 @@ fn main() {
         "  mean people found per frame: {:.2} of {PEOPLE}",
         people_seen as f64 / rounds as f64
     );
+    // The live mode as `stadion track live` runs it: tracker + Kalman speed per athlete +
+    // the JSON line a graphics engine reads.
+    let mut live = LiveTracker::new(
+        &cal,
+        Skeleton::Coco17,
+        50.0,
+        &TrackGeometry::default(),
+        TrackerConfig::default(),
+    )
+    .unwrap();
+    let mut lat = Vec::with_capacity(rounds);
+    let mut line = Vec::with_capacity(4096);
+    for i in 0..rounds {
+        let t = Instant::now();
+        let frame = live.push(&frames[i % frames.len()]).unwrap();
+        line.clear();
+        serde_json::to_writer(&mut line, &frame).unwrap();
+        lat.push(t.elapsed().as_nanos());
+        black_box(&line);
+    }
+    percentiles("live (track + Kalman + JSON line)", lat);
 
     let mut c = Criterion::default().configure_from_args();
     c.bench_function("triangulate_4cams_17joints_8people", |b| {
