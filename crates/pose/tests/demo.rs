@@ -1,0 +1,158 @@
+//! The real 4-camera capture in `../shared/data/track/pose2sim-demo-single/` (one person,
+//! 1080×1920 portrait, 60 fps) through the real BlazePose models. Skips with a note when
+//! the shared data is absent: the product does not need it.
+
+use std::path::{Path, PathBuf};
+
+use stadion_pose::{LandmarkModel, PoseOptions, VideoPoses, estimate_video, write_openpose};
+use stadion_track::{Keypoint2D, Skeleton};
+
+fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+}
+
+fn model(variant: &str) -> Option<LandmarkModel> {
+    let path = shared().join(format!("models/pose_landmark_{variant}.onnx"));
+    if !path.is_file() {
+        eprintln!("skipped: {} is absent", path.display());
+        return None;
+    }
+    Some(LandmarkModel::load(&path).expect("model loads"))
+}
+
+fn video(cam: usize) -> PathBuf {
+    shared().join(format!("track/pose2sim-demo-single/videos/cam{cam:02}.mp4"))
+}
+
+fn joint(v: &VideoPoses, frame: usize, name: &str) -> Option<Keypoint2D> {
+    let i = Skeleton::Blazepose33.index_of(name)?;
+    let p = v.keypoints.frames[frame].people.first()?.points[i];
+    p.is_valid().then_some(p)
+}
+
+/// Plausibility of one camera's run; returns the detection rate.
+fn check_plausible(v: &VideoPoses) -> f64 {
+    let (w, h) = (v.info.width as f64, v.info.height as f64);
+    let n = v.keypoints.frames.len();
+    let mut upright = 0;
+    for (f, frame) in v.keypoints.frames.iter().enumerate() {
+        assert!(frame.people.len() <= 1, "frame {f}: one person at most");
+        for person in &frame.people {
+            for p in person.points.iter().filter(|p| p.is_valid()) {
+                assert!(
+                    p.x >= 0.0 && p.y >= 0.0 && p.x < w && p.y < h,
+                    "frame {f}: {p:?}"
+                );
+                assert!(p.confidence <= 1.0);
+            }
+            let (Some(nose), Some(lh), Some(rh)) = (
+                joint(v, f, "Nose"),
+                joint(v, f, "LHip"),
+                joint(v, f, "RHip"),
+            ) else {
+                continue;
+            };
+            if nose.y < (lh.y + rh.y) / 2.0 {
+                upright += 1;
+            }
+            // The person fills a sensible share of the frame: hips to nose 10–60 % of it.
+            let torso = nose.y.max(lh.y) - nose.y.min(lh.y);
+            assert!(
+                torso > 0.05 * h && torso < 0.6 * h,
+                "frame {f}: torso {torso}"
+            );
+        }
+    }
+    assert!(
+        upright * 10 >= v.detected * 9,
+        "{upright} upright of {}",
+        v.detected
+    );
+    // Temporal jitter: at 60 fps the hips' centre moves a few pixels per frame.
+    let hips: Vec<Option<(f64, f64)>> = (0..n)
+        .map(|f| {
+            let (l, r) = (joint(v, f, "LHip")?, joint(v, f, "RHip")?);
+            Some(((l.x + r.x) / 2.0, (l.y + r.y) / 2.0))
+        })
+        .collect();
+    let mut steps: Vec<f64> = hips
+        .windows(2)
+        .filter_map(|w| Some((w[1]?.0 - w[0]?.0).hypot(w[1]?.1 - w[0]?.1)))
+        .collect();
+    steps.sort_by(f64::total_cmp);
+    if let Some(median) = steps.get(steps.len() / 2) {
+        assert!(*median < 0.01 * h, "median hip step {median} px");
+    }
+    v.detected as f64 / n as f64
+}
+
+#[test]
+fn first_frames_of_one_camera() {
+    let Some(model) = model("lite") else { return };
+    let options = PoseOptions {
+        max_frames: Some(6),
+        ..PoseOptions::default()
+    };
+    let v = estimate_video(&model, &video(1), "cam01", &options, &mut |_| {}).unwrap();
+    assert_eq!(v.keypoints.frames.len(), 6);
+    assert_eq!((v.info.width, v.info.height), (1080, 1920));
+    assert_eq!(v.detected, 6, "the lone subject is found at once and kept");
+    assert!(
+        v.crops < 6 + 8,
+        "acquisition once, then one crop per frame: {}",
+        v.crops
+    );
+    check_plausible(&v);
+
+    // Through the OpenPose-style files and back with crates/track's reader.
+    let dir = std::env::temp_dir().join(format!("stadion-pose-demo-{}", std::process::id()));
+    let files = write_openpose(&v.keypoints, &dir).unwrap();
+    assert_eq!(files.len(), 6);
+    let back = stadion_track::io::openpose::read_dir(&dir, "cam01", None).unwrap();
+    assert_eq!(back.skeleton, Skeleton::Blazepose33);
+    assert_eq!(back.frames.len(), 6);
+    let (a, b) = (
+        &back.frames[3].people[0].points,
+        &v.keypoints.frames[3].people[0].points,
+    );
+    assert!(a.iter().zip(b).all(|(a, b)| (a.x - b.x).abs() < 1e-6));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_model_path_names_the_file() {
+    let err = LandmarkModel::load(Path::new("/nonexistent/pose.onnx")).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/pose.onnx"), "{err}");
+}
+
+/// All four cameras, 100 frames each, with the full model (`cargo test -p stadion-pose
+/// --release -- --ignored`).
+#[test]
+#[ignore = "minutes on 2 cores"]
+fn all_cameras_all_frames() {
+    let Some(model) = model("full") else { return };
+    for cam in 1..=4 {
+        let name = format!("cam{cam:02}");
+        let v = estimate_video(
+            &model,
+            &video(cam),
+            &name,
+            &PoseOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        let rate = check_plausible(&v);
+        eprintln!(
+            "{name}: {} frames, detected {:.0} %, {} crops, {:.1} frames/s",
+            v.keypoints.frames.len(),
+            rate * 100.0,
+            v.crops,
+            v.keypoints.frames.len() as f64 / v.elapsed.as_secs_f64()
+        );
+        assert!(
+            rate >= 0.9,
+            "{name}: person detected on {:.0} %",
+            rate * 100.0
+        );
+    }
+}
