@@ -5,6 +5,7 @@
 
 mod opencv_yaml;
 mod qualisys;
+pub mod solve;
 mod toml_format;
 
 use std::path::Path;
