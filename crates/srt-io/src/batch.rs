@@ -2,7 +2,8 @@
 //!
 //! Written against libc because tokio exposes one datagram per syscall. Each outgoing datagram is
 //! sent as `[header, payload]` iovecs, so a payload shared by many connections (`Bytes`) is never
-//! copied into a per-connection buffer.
+//! copied into a per-connection buffer; runs to one destination use UDP GSO where the kernel
+//! has it.
 
 use std::io;
 use std::net::SocketAddr;
@@ -86,45 +87,125 @@ pub fn recv_batch(
     Ok(n)
 }
 
-/// Sends a prefix of `batch` in one `sendmmsg`; returns how many went out.
-pub fn send_batch(fd: &impl AsRawFd, batch: &[Transmit]) -> io::Result<usize> {
+/// [`recv_batch`] on a tokio socket. A short batch means the queue is empty, so tokio's
+/// readiness is cleared at once instead of after one more, empty `recvmmsg` per wake-up.
+/// Returns how many datagrams were appended; `WouldBlock` when there were none.
+pub fn recv_tokio(
+    socket: &tokio::net::UdpSocket,
+    mem: &mut RecvBuffer,
+    out: &mut Vec<(SocketAddr, Bytes)>,
+) -> io::Result<usize> {
+    let before = out.len();
+    let result = socket.try_io(tokio::io::Interest::READABLE, || {
+        let n = recv_batch(socket, mem, out)?;
+        if n < BATCH {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n)
+        }
+    });
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && out.len() > before => {
+            Ok(out.len() - before)
+        }
+        other => other,
+    }
+}
+
+/// Largest UDP payload one GSO send may carry.
+const GSO_MAX_BYTES: usize = 65_000;
+/// Most segments per GSO send (the kernel's UDP_MAX_SEGMENTS).
+const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Sends a prefix of `batch` in one `sendmmsg`; returns how many datagrams went out.
+///
+/// With `gso` on, runs of datagrams of equal length to one destination (a feed's packets to
+/// one receiver) leave as one message with a `UDP_SEGMENT` control message, so the kernel
+/// walks its UDP stack once per run instead of once per datagram. If the kernel refuses GSO,
+/// `gso` is switched off and the batch goes out without it.
+pub fn send_batch(fd: &impl AsRawFd, batch: &[Transmit], gso: &mut bool) -> io::Result<usize> {
     let n = batch.len().min(BATCH);
-    let addrs: Vec<SockAddr> = batch[..n]
+    // Group boundaries: (first, count) of each message.
+    let mut groups: Vec<(usize, usize)> = Vec::with_capacity(n);
+    let mut i = 0;
+    while i < n {
+        let len = batch[i].len();
+        let mut count = 1;
+        while *gso
+            && i + count < n
+            && count < GSO_MAX_SEGMENTS
+            && (count + 1) * len <= GSO_MAX_BYTES
+            && batch[i + count].destination == batch[i].destination
+            && batch[i + count].len() == len
+        {
+            count += 1;
+        }
+        groups.push((i, count));
+        i += count;
+    }
+    let addrs: Vec<SockAddr> = groups
         .iter()
-        .map(|t| SockAddr::from(t.destination))
+        .map(|&(first, _)| SockAddr::from(batch[first].destination))
         .collect();
     // SAFETY: zeroed iovec/mmsghdr are valid initial values.
-    let mut iovs: [[libc::iovec; 2]; BATCH] = unsafe { std::mem::zeroed() };
+    let mut iovs: [libc::iovec; 2 * BATCH] = unsafe { std::mem::zeroed() };
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-    for (i, t) in batch[..n].iter().enumerate() {
-        iovs[i] = [
-            libc::iovec {
-                iov_base: t.header.as_ptr() as *mut _,
-                iov_len: t.header.len(),
-            },
-            libc::iovec {
-                iov_base: t.payload.as_ptr() as *mut _,
-                iov_len: t.payload.len(),
-            },
-        ];
-        msgs[i].msg_hdr.msg_name = addrs[i].as_ptr() as *mut _;
-        msgs[i].msg_hdr.msg_namelen = addrs[i].len();
-        msgs[i].msg_hdr.msg_iov = iovs[i].as_mut_ptr();
-        msgs[i].msg_hdr.msg_iovlen = 2;
+    // One aligned control buffer per message, room for a u16 UDP_SEGMENT.
+    let mut cmsgs = [[0u64; 4]; BATCH];
+    for (t, iov) in batch[..n].iter().zip(iovs.chunks_exact_mut(2)) {
+        iov[0] = libc::iovec {
+            iov_base: t.header.as_ptr() as *mut _,
+            iov_len: t.header.len(),
+        };
+        iov[1] = libc::iovec {
+            iov_base: t.payload.as_ptr() as *mut _,
+            iov_len: t.payload.len(),
+        };
     }
-    // SAFETY: the kernel only reads the iovecs (header/payload buffers borrowed from `batch`)
-    // and addresses, all alive for the duration of the call.
+    for (m, &(first, count)) in groups.iter().enumerate() {
+        let hdr = &mut msgs[m].msg_hdr;
+        hdr.msg_name = addrs[m].as_ptr() as *mut _;
+        hdr.msg_namelen = addrs[m].len();
+        hdr.msg_iov = iovs[2 * first..].as_mut_ptr();
+        hdr.msg_iovlen = 2 * count;
+        if count > 1 {
+            let segment = batch[first].len() as u16;
+            hdr.msg_control = cmsgs[m].as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE of a u16 (24 bytes) fits the 32-byte buffer; the macros only
+            // compute offsets into it.
+            unsafe {
+                hdr.msg_controllen = libc::CMSG_SPACE(2) as usize;
+                let c = libc::CMSG_FIRSTHDR(hdr);
+                (*c).cmsg_level = libc::SOL_UDP;
+                (*c).cmsg_type = libc::UDP_SEGMENT;
+                (*c).cmsg_len = libc::CMSG_LEN(2) as usize;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), segment);
+            }
+        }
+    }
+    // SAFETY: the kernel only reads the iovecs (header/payload buffers borrowed from `batch`),
+    // addresses and control buffers, all alive for the duration of the call.
     let sent = unsafe {
         libc::sendmmsg(
             fd.as_raw_fd(),
             msgs.as_mut_ptr(),
-            n as libc::c_uint,
+            groups.len() as libc::c_uint,
             libc::MSG_DONTWAIT,
         )
     };
     if sent < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(sent as usize)
+        let err = io::Error::last_os_error();
+        let grouped = groups.iter().any(|&(_, c)| c > 1);
+        if grouped
+            && matches!(
+                err.raw_os_error(),
+                Some(libc::EINVAL | libc::EIO | libc::ENOPROTOOPT)
+            )
+        {
+            *gso = false;
+            return send_batch(fd, batch, gso);
+        }
+        return Err(err);
     }
+    Ok(groups[..sent as usize].iter().map(|&(_, c)| c).sum())
 }

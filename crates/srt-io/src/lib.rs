@@ -362,6 +362,8 @@ struct Driver<C: Core> {
     outgoing: Vec<Transmit>,
     incoming: Vec<(SocketAddr, Bytes)>,
     recv_mem: batch::RecvBuffer,
+    /// UDP GSO in use (switched off for good if the kernel refuses it).
+    gso: bool,
 }
 
 impl<C: Core> Driver<C> {
@@ -382,6 +384,7 @@ impl<C: Core> Driver<C> {
             outgoing: Vec::with_capacity(batch::BATCH),
             incoming: Vec::with_capacity(batch::BATCH),
             recv_mem: batch::RecvBuffer::default(),
+            gso: true,
         }
     }
 
@@ -393,6 +396,10 @@ impl<C: Core> Driver<C> {
 
     async fn run_inner(&mut self) -> io::Result<()> {
         let mut commands_open = true;
+        // One timer, moved when the deadline changes: registering a fresh one per wake-up
+        // cost more than the protocol work at a few thousand packets per second.
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
         loop {
             self.flush().await?;
             self.route_events();
@@ -400,13 +407,12 @@ impl<C: Core> Driver<C> {
                 self.flush().await?;
                 return Ok(());
             }
-            let deadline = self.core.next_timeout();
-            let sleep = async {
-                match deadline {
-                    Some(t) => tokio::time::sleep_until(t.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let deadline = self.core.next_timeout().map(tokio::time::Instant::from);
+            if let Some(t) = deadline
+                && timer.deadline() != t
+            {
+                timer.as_mut().reset(t);
+            }
             tokio::select! {
                 biased;
                 r = self.socket.readable() => {
@@ -426,17 +432,18 @@ impl<C: Core> Driver<C> {
                     }
                     None => commands_open = false,
                 },
-                () = sleep => {}
+                () = &mut timer, if deadline.is_some() => {}
             }
-            self.core.timeout(Instant::now());
+            let now = Instant::now();
+            if deadline.is_some_and(|t| t.into_std() <= now) {
+                self.core.timeout(now);
+            }
         }
     }
 
     fn receive(&mut self) -> io::Result<()> {
         for _ in 0..16 {
-            let n = match self.socket.try_io(Interest::READABLE, || {
-                batch::recv_batch(&self.socket, &mut self.recv_mem, &mut self.incoming)
-            }) {
+            let n = match batch::recv_tokio(&self.socket, &mut self.recv_mem, &mut self.incoming) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 // ICMP errors (peer port closed) surface here; they concern one peer only.
@@ -486,7 +493,7 @@ impl<C: Core> Driver<C> {
                 return Ok(());
             }
             match self.socket.try_io(Interest::WRITABLE, || {
-                batch::send_batch(&self.socket, &self.outgoing)
+                batch::send_batch(&self.socket, &self.outgoing, &mut self.gso)
             }) {
                 Ok(n) => {
                     self.outgoing.drain(..n.max(1).min(self.outgoing.len()));

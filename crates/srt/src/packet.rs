@@ -1052,8 +1052,20 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..600)) {
-            let _ = Packet::decode(b.into());
+        fn arbitrary_bytes_never_panic_and_reencode_stably(
+            b in prop::collection::vec(any::<u8>(), 0..600),
+            control: bool,
+        ) {
+            let mut b = b;
+            if let (true, Some(first)) = (control, b.first_mut()) {
+                *first |= 0x80; // half the cases take the control paths
+            }
+            if let Ok(p) = Packet::decode(b.into()) {
+                // Whatever decodes encodes to bytes that decode to the same packet.
+                let mut buf = Vec::new();
+                p.encode(&mut buf);
+                prop_assert_eq!(Packet::decode(buf.into()), Ok(p));
+            }
         }
 
         #[test]

@@ -75,6 +75,7 @@ impl Sim {
         passphrase: Option<&'static str>,
     ) -> Sim {
         let mut rng = StdRng::seed_from_u64(seed);
+        #[allow(clippy::disallowed_methods)] // the simulation's virtual clock starts here
         let base = Instant::now();
         let caller = Connection::connect(base, SERVER, caller_cfg, &mut rng).unwrap();
         let hook = move |req: &stadion_srt::ConnectRequest<'_>| {

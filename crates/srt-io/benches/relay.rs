@@ -1,0 +1,308 @@
+//! A 1-to-1 SRT relay on loopback, stadion and libsrt's `srt-live-transmit` in the same run:
+//! UDP source -> sender (UDP in, SRT caller out) -> receiver (SRT listener in, UDP out) -> sink.
+//! Both implementations run as separate processes doing the same job; this binary re-executes
+//! itself as `relay transmit <in> <out>` for stadion's side. Measured: CPU seconds (user+system)
+//! of sender and receiver per GB of payload delivered, delivery latency (source send to sink
+//! receive, including the 120 ms SRT latency) and packets lost.
+//!
+//! `cargo bench -p stadion-srt-io --bench relay -- [seconds] [Mb/s ...]` (default: 10 s at 20,
+//! 100 and 300 Mb/s).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use stadion_srt::{AcceptDecision, ConnectRequest, ConnectionConfig, ListenerConfig};
+use stadion_srt_io::{SrtListener, batch};
+
+const PAYLOAD: usize = 1316;
+const WARMUP: u64 = u64::MAX;
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.first().map(String::as_str) == Some("transmit") {
+        return transmit(&args[1], &args[2]);
+    }
+    let secs: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(10);
+    let mut rates: Vec<u64> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
+    if rates.is_empty() {
+        rates = vec![20, 100, 300];
+    }
+    println!(
+        "| implementation | Mb/s | packets sent | lost | CPU s (snd+rcv) | CPU s per GB | latency p50 | p99 | p99.9 | max |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for &rate in &rates {
+        for imp in [Impl::Libsrt, Impl::Stadion] {
+            let r = run(imp, rate, secs);
+            println!(
+                "| {} | {rate} | {} | {} | {:.2} | {:.2} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |",
+                imp.name(),
+                r.sent,
+                r.sent - r.delivered,
+                r.cpu_s,
+                r.cpu_s / (r.bytes as f64 / 1e9),
+                r.pct(0.5),
+                r.pct(0.99),
+                r.pct(0.999),
+                r.pct(1.0),
+            );
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Impl {
+    Libsrt,
+    Stadion,
+}
+
+impl Impl {
+    fn name(self) -> &'static str {
+        match self {
+            Impl::Libsrt => "srt-live-transmit (libsrt 1.5)",
+            Impl::Stadion => "stadion-srt",
+        }
+    }
+
+    fn spawn(self, input: &str, output: &str) -> Child {
+        let mut cmd = match self {
+            Impl::Libsrt => {
+                let mut c = Command::new("srt-live-transmit");
+                c.arg("-a:no").arg("-q");
+                c
+            }
+            Impl::Stadion => {
+                let mut c = Command::new(std::env::current_exe().expect("own path"));
+                c.arg("transmit");
+                c
+            }
+        };
+        cmd.arg(input)
+            .arg(output)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start transmitter (is srt-live-transmit installed?)")
+    }
+}
+
+struct Outcome {
+    sent: u64,
+    delivered: u64,
+    bytes: u64,
+    cpu_s: f64,
+    latencies_us: Vec<u64>,
+}
+
+impl Outcome {
+    fn pct(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * q).round() as usize;
+        self.latencies_us[i] as f64 / 1e3
+    }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// User plus system CPU seconds a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / tick
+}
+
+fn run(imp: Impl, rate_mbps: u64, secs: u64) -> Outcome {
+    let (in_port, srt_port) = (free_port(), free_port());
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sink.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let sink_port = sink.local_addr().unwrap().port();
+    let mut receiver = imp.spawn(
+        &format!("srt://:{srt_port}?mode=listener&latency=120"),
+        &format!("udp://127.0.0.1:{sink_port}"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut sender = imp.spawn(
+        &format!("udp://:{in_port}"),
+        &format!("srt://127.0.0.1:{srt_port}?latency=120"),
+    );
+    let source = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target: SocketAddr = ([127, 0, 0, 1], in_port).into();
+    let mut buf = vec![0u8; PAYLOAD];
+    // Warm up until packets come through (srt-live-transmit connects on first input).
+    buf[..8].copy_from_slice(&WARMUP.to_be_bytes());
+    let mut rbuf = vec![0u8; 2048];
+    sink.set_nonblocking(true).unwrap();
+    let warm_deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = 0;
+    while seen < 20 && Instant::now() < warm_deadline {
+        let _ = source.send_to(&buf, target);
+        std::thread::sleep(Duration::from_millis(10));
+        while sink.recv(&mut rbuf).is_ok() {
+            seen += 1;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    while sink.recv(&mut rbuf).is_ok() {}
+    sink.set_nonblocking(false).unwrap();
+    let cpu0 = cpu_seconds(sender.id()) + cpu_seconds(receiver.id());
+
+    let done = Arc::new(AtomicBool::new(false));
+    let sink_done = done.clone();
+    let collector = std::thread::spawn(move || {
+        let mut latencies = Vec::new();
+        let mut bytes = 0u64;
+        let mut rbuf = vec![0u8; 2048];
+        loop {
+            match sink.recv(&mut rbuf) {
+                Ok(n) if n >= 16 => {
+                    let at = now_ns();
+                    let seq = u64::from_be_bytes(rbuf[..8].try_into().unwrap());
+                    if seq == WARMUP {
+                        continue;
+                    }
+                    let sent = u64::from_be_bytes(rbuf[8..16].try_into().unwrap());
+                    latencies.push(at.saturating_sub(sent) / 1000);
+                    bytes += n as u64;
+                }
+                Ok(_) => {}
+                Err(_) if sink_done.load(Ordering::Relaxed) => break,
+                Err(_) => {}
+            }
+        }
+        (latencies, bytes)
+    });
+
+    let pps = rate_mbps as f64 * 1e6 / 8.0 / PAYLOAD as f64;
+    let start = Instant::now();
+    let total = (pps * secs as f64) as u64;
+    let mut sent = 0u64;
+    while sent < total {
+        let due = ((start.elapsed().as_secs_f64() * pps) as u64).min(total);
+        while sent < due {
+            buf[..8].copy_from_slice(&sent.to_be_bytes());
+            buf[8..16].copy_from_slice(&now_ns().to_be_bytes());
+            let _ = source.send_to(&buf, target);
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    // Let the latency window drain.
+    std::thread::sleep(Duration::from_millis(800));
+    let cpu_s = cpu_seconds(sender.id()) + cpu_seconds(receiver.id()) - cpu0;
+    done.store(true, Ordering::Relaxed);
+    let (mut latencies_us, bytes) = collector.join().unwrap();
+    let _ = sender.kill();
+    let _ = receiver.kill();
+    let _ = sender.wait();
+    let _ = receiver.wait();
+    latencies_us.sort_unstable();
+    Outcome {
+        sent,
+        delivered: latencies_us.len() as u64,
+        bytes,
+        cpu_s,
+        latencies_us,
+    }
+}
+
+/// stadion's srt-live-transmit equivalent: `udp://:port` to `srt://host:port` (caller), or
+/// `srt://:port` (listener) to `udp://host:port`.
+fn transmit(input: &str, output: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (input, output) = (input.to_owned(), output.to_owned());
+    // Run as a spawned task: waking `block_on`'s own future costs an eventfd write per wake.
+    let job = rt.spawn(async move {
+        if let Some(port) = input.strip_prefix("udp://:") {
+            let addr = output
+                .strip_prefix("srt://")
+                .and_then(|a| a.split('?').next())
+                .expect("srt://host:port");
+            udp_to_srt(port.parse().unwrap(), addr.parse().unwrap()).await;
+        } else {
+            let port = input
+                .strip_prefix("srt://:")
+                .and_then(|a| a.split('?').next())
+                .expect("srt://:port");
+            let sink = output.strip_prefix("udp://").expect("udp://host:port");
+            srt_to_udp(port.parse().unwrap(), sink.parse().unwrap()).await;
+        }
+    });
+    rt.block_on(job).unwrap();
+}
+
+async fn udp_to_srt(port: u16, peer: SocketAddr) {
+    let socket = tokio::net::UdpSocket::bind(("0.0.0.0", port))
+        .await
+        .unwrap();
+    let conn = stadion_srt_io::connect(peer, ConnectionConfig::default())
+        .await
+        .expect("connect");
+    let mut mem = batch::RecvBuffer::default();
+    let mut got = Vec::with_capacity(batch::BATCH);
+    loop {
+        socket.readable().await.unwrap();
+        match batch::recv_tokio(&socket, &mut mem, &mut got) {
+            Ok(_) => {
+                for (_, payload) in got.drain(..) {
+                    if conn.send(payload).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("udp input: {e}"),
+        }
+    }
+}
+
+async fn srt_to_udp(port: u16, sink: SocketAddr) {
+    let mut listener = SrtListener::bind(
+        ([0, 0, 0, 0], port).into(),
+        ListenerConfig::default(),
+        |_: &ConnectRequest<'_>| AcceptDecision::Accept {
+            passphrase: None,
+            latency: None,
+        },
+    )
+    .await
+    .unwrap();
+    let out = tokio::net::UdpSocket::bind("0.0.0.0:0").await.unwrap();
+    while let Some(mut conn) = listener.accept().await {
+        while let Some(payload) = conn.recv().await {
+            let _ = out.send_to(&payload, sink).await;
+        }
+    }
+}
