@@ -4,7 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use stadion_pose::{LandmarkModel, PoseOptions, VideoPoses, estimate_video, write_openpose};
+use stadion_pose::video::FrameReader;
+use stadion_pose::{
+    LandmarkModel, PoseOptions, PoseTracker, RgbImage, TrackerConfig, VideoPoses, estimate_video,
+    write_openpose,
+};
 use stadion_track::{Keypoint2D, Skeleton};
 
 fn shared() -> PathBuf {
@@ -117,6 +121,35 @@ fn first_frames_of_one_camera() {
     );
     assert!(a.iter().zip(b).all(|(a, b)| (a.x - b.x).abs() < 1e-6));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Lost on a black frame, found again on the next real one.
+#[test]
+fn reacquires_after_losing_the_person() {
+    let Some(model) = model("lite") else { return };
+    let mut reader = FrameReader::open(&video(2), Some(2)).unwrap();
+    let first = reader.next_frame(None).unwrap().unwrap();
+    let second = reader.next_frame(None).unwrap().unwrap();
+    let black = RgbImage::new(first.width(), first.height(), vec![0; first.data().len()]).unwrap();
+    let mut tracker = PoseTracker::new(&model, TrackerConfig::default());
+    let found = tracker
+        .track(&first)
+        .unwrap()
+        .expect("person in the first frame");
+    assert!(found.presence > 0.9, "presence {}", found.presence);
+    let crops = tracker.crops();
+    assert!(tracker.track(&black).unwrap().is_none());
+    assert!(
+        tracker.crops() > crops + 1,
+        "a lost person triggers a frame scan"
+    );
+    let again = tracker.track(&second).unwrap().expect("person found again");
+    let hip = |p: &stadion_pose::Pose| (p.landmarks[23].x, p.landmarks[23].y);
+    let (a, b) = (hip(&found), hip(&again));
+    assert!(
+        (a.0 - b.0).hypot(a.1 - b.1) < 30.0,
+        "same person: {a:?} {b:?}"
+    );
 }
 
 #[test]
