@@ -54,7 +54,7 @@
 
 pub mod batch;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -97,6 +97,7 @@ enum Command {
     SendMany(Arc<[ConnectionId]>, Bytes),
     Close(ConnectionId),
     Stats(ConnectionId, oneshot::Sender<Option<Stats>>),
+    Rejections(oneshot::Sender<BTreeMap<u32, u64>>),
 }
 
 /// The protocol state a driver runs: one caller connection or a listener.
@@ -112,6 +113,8 @@ trait Core: Send + 'static {
     fn peer_and_stream(&self, id: ConnectionId) -> Option<(SocketAddr, Option<String>)>;
     /// A caller whose connection ended: the driver may stop.
     fn finished(&self) -> bool;
+    /// Refused handshakes by reason code (listeners only).
+    fn rejections(&self) -> BTreeMap<u32, u64>;
 }
 
 impl Core for Connection {
@@ -150,6 +153,9 @@ impl Core for Connection {
     fn finished(&self) -> bool {
         self.is_closed() && !self.has_pending()
     }
+    fn rejections(&self) -> BTreeMap<u32, u64> {
+        BTreeMap::new()
+    }
 }
 
 impl Core for Listener {
@@ -183,6 +189,9 @@ impl Core for Listener {
     }
     fn finished(&self) -> bool {
         false
+    }
+    fn rejections(&self) -> BTreeMap<u32, u64> {
+        Listener::rejections(self).clone()
     }
 }
 
@@ -340,6 +349,16 @@ impl SrtListener {
     pub fn close(&self, id: ConnectionId) {
         let _ = self.commands.send(Command::Close(id));
     }
+
+    /// How many handshakes this listener refused, by SRT reason code (the code the caller's
+    /// library reported); empty if the listener has stopped.
+    pub async fn rejections(&self) -> BTreeMap<u32, u64> {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Rejections(tx)).is_err() {
+            return BTreeMap::new();
+        }
+        rx.await.unwrap_or_default()
+    }
 }
 
 enum Role {
@@ -477,6 +496,9 @@ impl<C: Core> Driver<C> {
             Command::Close(id) => self.core.close(id, now),
             Command::Stats(id, reply) => {
                 let _ = reply.send(self.core.stats(id));
+            }
+            Command::Rejections(reply) => {
+                let _ = reply.send(self.core.rejections());
             }
         }
     }

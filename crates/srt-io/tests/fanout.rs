@@ -66,6 +66,10 @@ async fn one_feed_to_many_receivers_with_their_own_keys() {
         })
     ));
 
+    let counted = listener.rejections().await;
+    assert_eq!(counted.get(&reject::NOT_FOUND), Some(&1), "{counted:?}");
+    assert_eq!(counted.get(&reject::BADSECRET), Some(&1), "{counted:?}");
+
     let mut receivers = Vec::new();
     for (resource, key) in [
         ("rhb-a", None),
@@ -98,8 +102,9 @@ async fn one_feed_to_many_receivers_with_their_own_keys() {
             assert_eq!(got, payload(i), "payload {i} at {:?}", conn.stream_id());
         }
         let ours = accepted.stats().await.unwrap();
-        assert_eq!(ours.packets_sent, u64::from(COUNT));
-        assert_eq!(ours.bytes_sent, u64::from(COUNT) * 1316);
+        // Retransmissions count as sent too (loopback drops packets on a busy machine).
+        assert_eq!(ours.packets_sent - ours.packets_retransmitted, u64::from(COUNT));
+        assert_eq!(ours.bytes_sent, ours.packets_sent * 1316);
         assert_eq!(
             ours.latency,
             Duration::from_millis(120),

@@ -176,7 +176,7 @@ async fn our_caller_to_ffmpeg_listener_aes256() {
 }
 
 /// Runs an ffmpeg caller that our listener must refuse; returns what ffmpeg printed.
-async fn ffmpeg_refused(hook_passphrase: &'static str, stream_id: &str) -> String {
+async fn ffmpeg_refused(hook_passphrase: &'static str, stream_id: &str, code: u32) -> String {
     let dir = tempfile::tempdir().unwrap();
     let source = make_ts(dir.path(), 1);
     let mut listener = listener(Some(hook_passphrase)).await;
@@ -214,18 +214,20 @@ async fn ffmpeg_refused(hook_passphrase: &'static str, stream_id: &str) -> Strin
             .is_err(),
         "a refused caller must not be accepted"
     );
+    let counted = listener.rejections().await;
+    assert!(counted.get(&code).is_some_and(|&n| n >= 1), "{counted:?}");
     ffmpeg.stderr()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passphrase_from_ffmpeg_is_refused() {
-    let log = ffmpeg_refused("another-passphrase", "cam1").await;
+    let log = ffmpeg_refused("another-passphrase", "cam1", reject::BADSECRET).await;
     assert!(log.contains("Incorrect passphrase"), "ffmpeg said: {log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_id_of_ffmpeg_is_rejected_with_our_code() {
-    let log = ffmpeg_refused(PASSPHRASE, "#!::r=elsewhere,m=request").await;
+    let log = ffmpeg_refused(PASSPHRASE, "#!::r=elsewhere,m=request", reject::FORBIDDEN).await;
     assert!(
         log.contains("Application-defined rejection reason") || log.contains("1403"),
         "ffmpeg said: {log}"

@@ -213,6 +213,7 @@ async fn their_caller_rejected(
     hook_passphrase: Option<&'static str>,
     stream: &str,
     expect: &[&str],
+    code: u32,
 ) {
     let listener = SrtListener::bind(
         ([127, 0, 0, 1], 0).into(),
@@ -262,6 +263,9 @@ async fn their_caller_rejected(
         expect.iter().any(|e| log.contains(e)),
         "srt-live-transmit said: {log}"
     );
+    // Our side counted the same reason.
+    let counted = listener.rejections().await;
+    assert!(counted.get(&code).is_some_and(|&n| n >= 1), "{counted:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,6 +274,7 @@ async fn wrong_passphrase_refused_by_our_listener() {
         Some("another-passphrase"),
         "cam1",
         &["Incorrect passphrase"],
+        reject::BADSECRET,
     )
     .await;
 }
@@ -280,6 +285,7 @@ async fn stream_id_rejected_by_our_listener() {
         Some(PASSPHRASE),
         "#!::r=forbidden,m=request",
         &["Application-defined rejection reason"],
+        reject::FORBIDDEN,
     )
     .await;
 }
