@@ -34,8 +34,42 @@ fn joint(v: &VideoPoses, frame: usize, name: &str) -> Option<Keypoint2D> {
     p.is_valid().then_some(p)
 }
 
-/// Plausibility of one camera's run; returns the detection rate.
-fn check_plausible(v: &VideoPoses) -> f64 {
+/// Median over the limb joints and frames of `|p(t+1) - 2 p(t) + p(t-1)|` (pixels): the
+/// frame-to-frame jitter, which smooth motion at 60 fps hardly contributes to.
+fn jitter(v: &VideoPoses) -> f64 {
+    let joints = [
+        "LShoulder",
+        "RShoulder",
+        "LElbow",
+        "RElbow",
+        "LWrist",
+        "RWrist",
+        "LHip",
+        "RHip",
+        "LKnee",
+        "RKnee",
+        "LAnkle",
+        "RAnkle",
+    ];
+    let mut d: Vec<f64> = Vec::new();
+    for name in joints {
+        for f in 1..v.keypoints.frames.len().saturating_sub(1) {
+            if let (Some(a), Some(b), Some(c)) = (
+                joint(v, f - 1, name),
+                joint(v, f, name),
+                joint(v, f + 1, name),
+            ) {
+                d.push((a.x - 2.0 * b.x + c.x).hypot(a.y - 2.0 * b.y + c.y));
+            }
+        }
+    }
+    d.sort_by(f64::total_cmp);
+    d.get(d.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Plausibility of one camera's run; returns the detection rate and the median
+/// frame-to-frame step of the hips' centre (pixels).
+fn check_plausible(v: &VideoPoses) -> (f64, f64) {
     let (w, h) = (v.info.width as f64, v.info.height as f64);
     let n = v.keypoints.frames.len();
     let mut upright = 0;
@@ -84,10 +118,9 @@ fn check_plausible(v: &VideoPoses) -> f64 {
         .filter_map(|w| Some((w[1]?.0 - w[0]?.0).hypot(w[1]?.1 - w[0]?.1)))
         .collect();
     steps.sort_by(f64::total_cmp);
-    if let Some(median) = steps.get(steps.len() / 2) {
-        assert!(*median < 0.01 * h, "median hip step {median} px");
-    }
-    v.detected as f64 / n as f64
+    let median = steps.get(steps.len() / 2).copied().unwrap_or(0.0);
+    assert!(median < 0.01 * h, "median hip step {median} px");
+    (v.detected as f64 / n as f64, median)
 }
 
 #[test]
@@ -107,6 +140,7 @@ fn first_frames_of_one_camera() {
         v.crops
     );
     check_plausible(&v);
+    assert!(jitter(&v) < 8.0, "jitter {} px", jitter(&v));
 
     // Through the OpenPose-style files and back with crates/track's reader.
     let dir = std::env::temp_dir().join(format!("stadion-pose-demo-{}", std::process::id()));
@@ -174,9 +208,11 @@ fn all_cameras_all_frames() {
             &mut |_| {},
         )
         .unwrap();
-        let rate = check_plausible(&v);
+        let (rate, step) = check_plausible(&v);
+        let jitter = jitter(&v);
         eprintln!(
-            "{name}: {} frames, detected {:.0} %, {} crops, {:.1} frames/s",
+            "{name}: {} frames, detected {:.0} %, median hip step {step:.1} px, \
+             jitter {jitter:.1} px, {} crops, {:.1} frames/s",
             v.keypoints.frames.len(),
             rate * 100.0,
             v.crops,
