@@ -2,7 +2,7 @@
 //! landmarks of frame `t` (the auxiliary alignment points), as in MediaPipe's pose
 //! pipeline. Without a person detector, (re-)acquisition scans the whole frame and a few
 //! overlapping squares along its long side, keeps the crop where the model is most sure
-//! of a person, and refines the ROI from its own landmarks.
+//! of a person ([`Pose::score`]), and refines the ROI from its own landmarks.
 
 use stadion_track::{Keypoint2D, Keypoints2D};
 
@@ -17,8 +17,8 @@ const ALIGN_TOP: usize = 34;
 /// Tracking settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackerConfig {
-    /// Below this pose-presence score the person counts as lost (MediaPipe: 0.5).
-    pub presence_threshold: f32,
+    /// Below this [`Pose::score`] the person counts as lost.
+    pub min_score: f64,
     /// ROI side over the alignment circle's diameter (MediaPipe: 1.25).
     pub roi_scale: f64,
     /// ROI refinements after an acquisition (each one crop more).
@@ -28,7 +28,7 @@ pub struct TrackerConfig {
 impl Default for TrackerConfig {
     fn default() -> Self {
         TrackerConfig {
-            presence_threshold: 0.5,
+            min_score: 0.5,
             roi_scale: 1.25,
             refine_passes: 2,
         }
@@ -86,6 +86,19 @@ impl Pose {
             presence: raw.presence as f64,
             roi,
         }
+    }
+
+    /// How sure the model is that a person fills this crop: the pose-presence score times
+    /// the body landmarks' mean presence. Either alone is weak (random noise gets a pose
+    /// presence of 0.8, a bare floor a landmark presence of 0.9); their product is near 1
+    /// for a person and below 0.2 for those.
+    pub fn score(&self) -> f64 {
+        let body = &self.landmarks[..BODY_LANDMARKS.min(self.landmarks.len())];
+        if body.is_empty() {
+            return 0.0;
+        }
+        let mean = body.iter().map(|l| l.presence).sum::<f64>() / body.len() as f64;
+        self.presence * mean
     }
 
     /// The ROI for the next frame: centred on the hips' centre, rotated so the alignment
@@ -161,10 +174,10 @@ impl<'m> PoseTracker<'m> {
 
     /// The person's pose in the next frame, or `None` if nobody is found.
     pub fn track(&mut self, image: &RgbImage) -> Result<Option<Pose>> {
-        let threshold = self.config.presence_threshold as f64;
+        let threshold = self.config.min_score;
         if let Some(roi) = self.roi.take() {
             let pose = self.infer(image, roi)?;
-            if pose.presence >= threshold {
+            if pose.score() >= threshold {
                 self.roi = pose.next_roi(self.config.roi_scale);
                 return Ok(Some(pose));
             }
@@ -177,7 +190,7 @@ impl<'m> PoseTracker<'m> {
                 break;
             };
             let pose = self.infer(image, roi)?;
-            if pose.presence < threshold {
+            if pose.score() < threshold {
                 break;
             }
             best = pose;
@@ -186,17 +199,17 @@ impl<'m> PoseTracker<'m> {
         Ok(Some(best))
     }
 
-    /// The most confident of the whole-frame crop and the overlapping squares along the
-    /// long side, if any reaches the presence threshold.
+    /// The best-scoring of the whole-frame crop and the overlapping squares along the long
+    /// side, if any reaches the threshold.
     fn acquire(&mut self, image: &RgbImage) -> Result<Option<Pose>> {
         let mut best: Option<Pose> = None;
         for roi in acquisition_rois(image.width(), image.height()) {
             let pose = self.infer(image, roi)?;
-            if best.as_ref().is_none_or(|b| pose.presence > b.presence) {
+            if best.as_ref().is_none_or(|b| pose.score() > b.score()) {
                 best = Some(pose);
             }
         }
-        Ok(best.filter(|b| b.presence >= self.config.presence_threshold as f64))
+        Ok(best.filter(|b| b.score() >= self.config.min_score))
     }
 }
 
@@ -295,6 +308,7 @@ mod tests {
         assert_eq!(l.z, 20.0);
         assert_eq!(l.visibility, 0.5);
         assert!(l.presence > 0.999);
+        assert!((pose.score() - 0.9).abs() < 1e-6);
         let kp = pose.keypoints(1000, 1000);
         assert_eq!(kp.points.len(), 33);
         assert_eq!(kp.points[0].confidence, 0.5);

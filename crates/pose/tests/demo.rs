@@ -170,7 +170,7 @@ fn reacquires_after_losing_the_person() {
         .track(&first)
         .unwrap()
         .expect("person in the first frame");
-    assert!(found.presence > 0.9, "presence {}", found.presence);
+    assert!(found.score() > 0.9, "score {}", found.score());
     let crops = tracker.crops();
     assert!(tracker.track(&black).unwrap().is_none());
     assert!(
