@@ -103,7 +103,10 @@ async fn one_feed_to_many_receivers_with_their_own_keys() {
         }
         let ours = accepted.stats().await.unwrap();
         // Retransmissions count as sent too (loopback drops packets on a busy machine).
-        assert_eq!(ours.packets_sent - ours.packets_retransmitted, u64::from(COUNT));
+        assert_eq!(
+            ours.packets_sent - ours.packets_retransmitted,
+            u64::from(COUNT)
+        );
         assert_eq!(ours.bytes_sent, ours.packets_sent * 1316);
         assert_eq!(
             ours.latency,

@@ -34,6 +34,10 @@ const SND_DROP_FLOOR: Duration = Duration::from_secs(1);
 /// Receive window in packets (libsrt's default flow window is 25600).
 const RCV_WINDOW: usize = 32768;
 const MAX_NAK_ENTRIES: usize = 300;
+/// Clock drift: ACKACK arrivals averaged over this many samples (about one second) ...
+const DRIFT_SAMPLES: i64 = 100;
+/// ... move the TSBPD base once their mean strays this far (libsrt's threshold).
+const DRIFT_MAX_US: i64 = 5_000;
 
 /// SRT handshake rejection reasons (`SRT_REJ_*`); application codes are 1000 and above.
 pub mod reject {
@@ -302,6 +306,8 @@ pub struct Connection {
     last_full_ack: Instant,
     last_ack_seq: SeqNo,
     probe: Option<(SeqNo, Instant)>,
+    /// Sum and count of drift samples (µs) since the TSBPD base last moved.
+    drift: (i64, i64),
     capacity_interval_us: f64,
     // timers
     next_tick: Instant,
@@ -397,6 +403,7 @@ impl Connection {
             last_full_ack: now,
             last_ack_seq: isn,
             probe: None,
+            drift: (0, 0),
             capacity_interval_us: 0.0,
             next_tick: now,
             last_sent: now,
@@ -714,7 +721,10 @@ impl Connection {
             Control::KeepAlive | Control::CongestionWarning | Control::UserDefined { .. } => {}
             Control::Ack(ack) => self.on_ack(now, ack),
             Control::Nak(ranges) => self.on_nak(now, &ranges),
-            Control::AckAck { ack_no } => self.on_ackack(now, ack_no),
+            Control::AckAck { ack_no } => {
+                self.on_ackack(now, ack_no);
+                self.track_drift(now, c.timestamp);
+            }
             Control::Shutdown => {
                 // The peer sent its last packet: hand over what arrived without waiting for
                 // play time (a file or feed ends with a full buffer), skipping what is missing.
@@ -1047,6 +1057,37 @@ impl Connection {
         }
         // Missing packets in the range will be skipped at delivery time like too-late ones.
         let _ = now;
+    }
+
+    /// TSBPD drift tracking: an ACKACK stamped `peer_ts` by the peer's clock should arrive when
+    /// the TSBPD base says that time is here. If the mean gap over a second of samples exceeds
+    /// 5 ms the clocks run at different rates, and the base moves by it; otherwise a 100 ppm
+    /// difference would eat 360 ms of latency per hour.
+    fn track_drift(&mut self, now: Instant, peer_ts: u32) {
+        let Some((at, ts0)) = self.tsbpd_anchor else {
+            return;
+        };
+        let ts = self.last_ts + i64::from(peer_ts.wrapping_sub(self.last_ts as u32) as i32);
+        let expected_us = ts - ts0;
+        let actual_us = match now.checked_duration_since(at) {
+            Some(d) => d.as_micros() as i64,
+            None => -(at.duration_since(now).as_micros() as i64),
+        };
+        self.drift.0 += actual_us - expected_us;
+        self.drift.1 += 1;
+        if self.drift.1 >= DRIFT_SAMPLES {
+            let mean = self.drift.0 / self.drift.1;
+            self.drift = (0, 0);
+            if mean.abs() > DRIFT_MAX_US {
+                let shift = Duration::from_micros(mean.unsigned_abs());
+                let at = if mean > 0 {
+                    at + shift
+                } else {
+                    at.checked_sub(shift).unwrap_or(at)
+                };
+                self.tsbpd_anchor = Some((at, ts0));
+            }
+        }
     }
 
     fn delivery_time(&self, ts: i64) -> Option<Instant> {

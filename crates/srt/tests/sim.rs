@@ -64,6 +64,8 @@ struct Sim {
     caller_events: Vec<Event>,
     listener_events: Vec<Event>,
     listener_conn: Option<u32>,
+    /// Virtual (caller-clock) time of each payload the listener delivered.
+    delivered_at: Vec<Duration>,
 }
 
 impl Sim {
@@ -109,6 +111,7 @@ impl Sim {
             caller_events: Vec::new(),
             listener_events: Vec::new(),
             listener_conn: None,
+            delivered_at: Vec::new(),
         }
     }
 
@@ -166,6 +169,9 @@ impl Sim {
         while let Some((id, e)) = self.listener.poll_event() {
             if e == Event::Connected {
                 self.listener_conn = Some(id);
+            }
+            if matches!(e, Event::Received { .. }) {
+                self.delivered_at.push(self.t);
             }
             self.listener_events.push(e);
         }
@@ -494,4 +500,32 @@ fn loss_counts_agree_with_the_link_without_reordering() {
     let snd = sim.caller.stats();
     assert_eq!(rcv.packets_lost, sim.dropped_first_tx);
     assert_eq!(snd.packets_send_loss, sim.dropped_first_tx);
+}
+
+#[test]
+fn tsbpd_follows_a_drifting_clock() {
+    // The receiver's clock runs 1000 ppm fast. Without drift tracking the play-out delay would
+    // shrink by 1 ms per second of stream (60 ms after a minute); with it, it stays put.
+    let mut sim = Sim::new(16, Link::clean(), 1e-3, ConnectionConfig::default(), None);
+    while !sim.caller.is_established() {
+        sim.run_until(sim.t + Duration::from_millis(50));
+    }
+    let start = sim.t;
+    let n = 6000u32;
+    for i in 0..n {
+        let now = sim.caller_now();
+        sim.caller.send(now, payload(i)).unwrap();
+        sim.run_until(start + Duration::from_millis(u64::from(i + 1) * 10));
+    }
+    sim.run_until(sim.t + Duration::from_secs(1));
+    assert_all_in_order(&sim, n);
+    // Send to play-out in true time: 10 ms link plus 120 ms latency, within a few ms.
+    for (i, at) in sim.delivered_at.iter().enumerate().skip(500) {
+        let sent = start + Duration::from_millis(i as u64 * 10);
+        let delay = at.saturating_sub(sent);
+        assert!(
+            delay >= Duration::from_millis(122) && delay <= Duration::from_millis(138),
+            "packet {i}: {delay:?} from send to play-out"
+        );
+    }
 }
