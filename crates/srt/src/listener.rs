@@ -6,7 +6,8 @@
 //! it sees the peer address and parsed stream ID and picks the passphrase and latency for this
 //! one connection, or rejects with an SRT reason code that the caller's library reports.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,10 @@ pub struct Listener {
     epoch: Instant,
     conns: HashMap<ConnectionId, Connection>,
     by_peer: HashMap<(SocketAddr, u32), ConnectionId>,
+    /// Each connection's next deadline, so a wake-up costs O(log n) and not a scan of all
+    /// connections. The heap may hold outdated entries; `scheduled` says which one is current.
+    deadlines: BinaryHeap<Reverse<(Instant, ConnectionId)>>,
+    scheduled: HashMap<ConnectionId, Instant>,
     tx_dirty: VecDeque<ConnectionId>,
     ev_dirty: VecDeque<ConnectionId>,
     out: VecDeque<Transmit>,
@@ -125,6 +130,8 @@ impl Listener {
             epoch: now,
             conns: HashMap::new(),
             by_peer: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            scheduled: HashMap::new(),
             tx_dirty: VecDeque::new(),
             ev_dirty: VecDeque::new(),
             out: VecDeque::new(),
@@ -148,6 +155,41 @@ impl Listener {
     fn touch(&mut self, id: ConnectionId) {
         self.tx_dirty.push_back(id);
         self.ev_dirty.push_back(id);
+        self.reschedule(id);
+    }
+
+    /// Records the connection's current deadline in the heap.
+    fn reschedule(&mut self, id: ConnectionId) {
+        match self.conns.get(&id).and_then(Connection::poll_timeout) {
+            Some(t) => {
+                if self.scheduled.insert(id, t) != Some(t) {
+                    self.deadlines.push(Reverse((t, id)));
+                }
+            }
+            None => {
+                self.scheduled.remove(&id);
+            }
+        }
+        // Keep the top current so `poll_timeout` can just peek.
+        while let Some(&Reverse((t, id))) = self.deadlines.peek() {
+            if self.scheduled.get(&id) == Some(&t) {
+                break;
+            }
+            self.deadlines.pop();
+        }
+    }
+
+    /// Forgets a connection that is closed and has nothing left to hand out.
+    fn reap(&mut self, id: ConnectionId) {
+        if self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.is_closed() && !c.has_pending())
+            && let Some(c) = self.conns.remove(&id)
+        {
+            self.by_peer.remove(&(c.peer(), c.peer_socket_id()));
+            self.scheduled.remove(&id);
+        }
     }
 
     /// Feeds one datagram received from `from`.
@@ -329,15 +371,17 @@ impl Listener {
         self.touch(id);
     }
 
-    /// Runs due timers of every connection and forgets closed ones once drained.
+    /// Runs the timers that are due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut due = Vec::new();
-        let mut gone = Vec::new();
-        for (&id, c) in &self.conns {
-            if c.poll_timeout().is_some_and(|t| t <= now) {
+        while let Some(&Reverse((t, id))) = self.deadlines.peek() {
+            if t > now {
+                break;
+            }
+            self.deadlines.pop();
+            if self.scheduled.get(&id) == Some(&t) {
+                self.scheduled.remove(&id);
                 due.push(id);
-            } else if c.is_closed() && !c.has_pending() {
-                gone.push(id);
             }
         }
         for id in due {
@@ -346,19 +390,11 @@ impl Listener {
             }
             self.touch(id);
         }
-        for id in gone {
-            if let Some(c) = self.conns.remove(&id) {
-                self.by_peer.remove(&(c.peer(), c.peer_socket_id()));
-            }
-        }
     }
 
     /// The earliest deadline over all connections.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conns
-            .values()
-            .filter_map(Connection::poll_timeout)
-            .min()
+        self.deadlines.peek().map(|Reverse((t, _))| *t)
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -370,6 +406,7 @@ impl Listener {
                 return Some(t);
             }
             self.tx_dirty.pop_front();
+            self.reap(id);
         }
         None
     }
@@ -381,6 +418,7 @@ impl Listener {
                 return Some((id, e));
             }
             self.ev_dirty.pop_front();
+            self.reap(id);
         }
         None
     }
