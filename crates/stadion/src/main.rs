@@ -3,6 +3,8 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod control;
+
 /// stadion runs the cloud side of an Olympic-scale event.
 ///
 /// Live Cloud distributes venue feeds over SRT to licensed broadcasters; `track` turns
@@ -32,6 +34,8 @@ enum LogFormat {
 enum Command {
     /// Print the build's version and the crates it wires.
     Version,
+    #[command(flatten)]
+    Control(Box<control::Command>),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -54,5 +58,6 @@ fn main() -> anyhow::Result<()> {
             println!("stadion {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Control(command) => control::run(*command),
     }
 }

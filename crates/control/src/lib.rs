@@ -1,0 +1,21 @@
+//! stadion's control plane: organisations, users and API tokens, flows, broadcast licences,
+//! the access decision the live data plane asks on every connection, and the audit log —
+//! persisted in SQLite or PostgreSQL and served as a JSON HTTP API.
+//!
+//! - [`model`]: the domain types.
+//! - [`decision`]: the pure access rule and its SRT rejection codes.
+//! - [`store`]: portable SQL over `sqlx::Any`; every write one transaction with its audit entry.
+//! - [`ControlPlane`]: the store plus change notifications, token checks and the decision log.
+//! - [`api`]: the axum router (`/api/v1/...`, OpenAPI, health, metrics).
+
+pub mod api;
+pub mod auth;
+pub mod decision;
+pub mod model;
+mod problem;
+mod service;
+pub mod store;
+
+pub use decision::{Decision, Denial, Grant, Refusal};
+pub use service::{AccessRequest, AuthError, ControlEvent, ControlPlane, Principal};
+pub use store::{Store, StoreError};
