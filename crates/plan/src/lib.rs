@@ -20,6 +20,7 @@ pub mod games;
 pub mod model;
 pub mod read;
 pub mod schedule;
+pub mod solver;
 
 pub use check::{CheckedCost, Violation, Violations, check};
 pub use config::{Progress, ProgressFn, SolveConfig};
@@ -28,3 +29,4 @@ pub use model::{
     Stop, TimeWindow, VehicleType, Visit, VisitKind,
 };
 pub use schedule::schedule;
+pub use solver::{SolveError, solve};

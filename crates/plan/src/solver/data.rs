@@ -1,0 +1,294 @@
+//! The instance flattened for search: one node per request side, one entry per vehicle, route
+//! segments with constant-time concatenation, and the granular neighbourhoods.
+
+use crate::model::{Instance, Objective, Side};
+
+/// "No location / no position / no route."
+pub(crate) const NONE: usize = usize::MAX;
+
+/// One stop to visit: a side of a request.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub loc: usize,
+    pub service: f64,
+    pub early: f64,
+    pub late: f64,
+    /// Load taken from the depot at the start of the trip (delivery-only requests).
+    pub depot_load: i64,
+    /// Load change at this stop.
+    pub net: i64,
+    pub request: usize,
+    pub side: Side,
+    /// The other side of a paired request.
+    pub partner: Option<usize>,
+}
+
+impl Node {
+    /// The node that stands for its request when inserting: the pickup of a pair.
+    pub fn inserted_first(&self) -> bool {
+        self.partner.is_none() || self.side == Side::Pickup
+    }
+}
+
+/// One physical vehicle.
+#[derive(Debug, Clone)]
+pub(crate) struct Vehicle {
+    pub vehicle_type: usize,
+    pub start: usize,
+    pub end: usize,
+    pub shift_start: f64,
+    pub shift_end: f64,
+    pub capacity: i64,
+    /// Fixed cost, plus the per-vehicle weight of the hierarchical objective.
+    pub fixed: f64,
+    pub per_distance: f64,
+    pub per_time: f64,
+}
+
+/// A route segment summary (Vidal et al. 2013 for time windows, prefix maxima for loads):
+/// two segments concatenate in O(1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Seg {
+    pub first: usize,
+    pub last: usize,
+    pub dist: f64,
+    /// Duration including waiting, excluding time warp.
+    pub dur: f64,
+    pub warp: f64,
+    /// Earliest and latest start of the segment without extra warp.
+    pub early: f64,
+    pub late: f64,
+    pub depot_load: i64,
+    pub net: i64,
+    /// Highest prefix sum of `net` (at least 0).
+    pub peak: i64,
+}
+
+/// Penalty weights for infeasible intermediates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Penalties {
+    pub load: f64,
+    pub warp: f64,
+}
+
+pub(crate) struct Data<'a> {
+    pub inst: &'a Instance,
+    pub nodes: Vec<Node>,
+    pub vehicles: Vec<Vehicle>,
+    /// For each node, the nearest other nodes by time-window-aware proximity.
+    pub neighbours: Vec<Vec<usize>>,
+    /// Requests excluded up front because no vehicle can serve them even alone.
+    pub unservable: Vec<usize>,
+    /// Scale of one unit of distance cost, for initial penalties.
+    pub max_dist: f64,
+    /// Extra fixed cost per vehicle under the hierarchical objective.
+    pub vehicle_weight: f64,
+    /// Whether any request has a maximum ride time.
+    pub ride_limits: bool,
+}
+
+impl<'a> Data<'a> {
+    pub fn new(inst: &'a Instance, objective: Objective, granularity: usize) -> Self {
+        let max_dist = inst
+            .locations
+            .iter()
+            .enumerate()
+            .flat_map(|(i, _)| (0..inst.locations.len()).map(move |j| (i, j)))
+            .map(|(i, j)| inst.distance.get(i, j))
+            .fold(1.0f64, f64::max);
+        let vehicle_weight = match objective {
+            Objective::Cost => 0.0,
+            // Pulls the local search towards fewer routes; the exact order (vehicles first)
+            // is applied when comparing solutions, a larger weight would swamp the penalties.
+            Objective::Hierarchical => 2.0 * max_dist,
+        };
+        let mut vehicles = Vec::new();
+        for (t, vt) in inst.vehicle_types.iter().enumerate() {
+            for _ in 0..vt.count {
+                vehicles.push(Vehicle {
+                    vehicle_type: t,
+                    start: vt.start_depot,
+                    end: vt.end_depot,
+                    shift_start: vt.shift.start,
+                    shift_end: vt.shift.end,
+                    capacity: vt.capacity,
+                    fixed: vt.fixed_cost + vehicle_weight,
+                    per_distance: vt.cost_per_distance,
+                    per_time: vt.cost_per_time,
+                });
+            }
+        }
+        let mut data = Data {
+            inst,
+            nodes: Vec::new(),
+            vehicles,
+            neighbours: Vec::new(),
+            unservable: Vec::new(),
+            max_dist,
+            vehicle_weight,
+            ride_limits: inst.requests.iter().any(|r| r.max_ride_time.is_some()),
+        };
+        for (request, r) in inst.requests.iter().enumerate() {
+            let node = |side: Side, depot_load: i64, net: i64| {
+                let s = r.stop(side).expect("side exists");
+                Node {
+                    loc: s.location,
+                    service: s.service,
+                    early: s.window.start,
+                    late: s.window.end,
+                    depot_load,
+                    net,
+                    request,
+                    side,
+                    partner: None,
+                }
+            };
+            let mut new = match (&r.pickup, &r.delivery) {
+                (Some(_), Some(_)) => {
+                    vec![
+                        node(Side::Pickup, 0, r.demand),
+                        node(Side::Delivery, 0, -r.demand),
+                    ]
+                }
+                (Some(_), None) => vec![node(Side::Pickup, 0, r.demand)],
+                _ => vec![node(Side::Delivery, r.demand, -r.demand)],
+            };
+            let base = data.nodes.len();
+            if new.len() == 2 {
+                new[0].partner = Some(base + 1);
+                new[1].partner = Some(base);
+            }
+            // Keep a request only if some vehicle serves it alone without violation.
+            let ids: Vec<usize> = (base..base + new.len()).collect();
+            data.nodes.extend(new);
+            let alone_ok = data.vehicles.iter().enumerate().any(|(v, _)| {
+                let seg = data.route_seg(v, ids.iter().map(|&n| data.node_seg(n)));
+                seg.warp <= 1e-9 && data.excess(v, &seg) == 0
+            });
+            if !alone_ok {
+                data.nodes.truncate(base);
+                data.unservable.push(request);
+            }
+        }
+        data.neighbours = data.proximity(granularity);
+        data
+    }
+
+    #[inline]
+    pub fn node_seg(&self, n: usize) -> Seg {
+        let node = &self.nodes[n];
+        Seg {
+            first: node.loc,
+            last: node.loc,
+            dist: 0.0,
+            dur: node.service,
+            warp: 0.0,
+            early: node.early,
+            late: node.late,
+            depot_load: node.depot_load,
+            net: node.net,
+            peak: node.net.max(0),
+        }
+    }
+
+    fn depot_seg(&self, loc: usize, v: &Vehicle) -> Seg {
+        Seg {
+            first: loc,
+            last: loc,
+            dist: 0.0,
+            dur: 0.0,
+            warp: 0.0,
+            early: v.shift_start,
+            late: v.shift_end,
+            depot_load: 0,
+            net: 0,
+            peak: 0,
+        }
+    }
+
+    pub fn start_seg(&self, v: usize) -> Seg {
+        let veh = &self.vehicles[v];
+        self.depot_seg(veh.start, veh)
+    }
+
+    pub fn end_seg(&self, v: usize) -> Seg {
+        let veh = &self.vehicles[v];
+        self.depot_seg(veh.end, veh)
+    }
+
+    #[inline]
+    pub fn concat(&self, a: &Seg, b: &Seg) -> Seg {
+        let travel = self.inst.duration.get(a.last, b.first);
+        let delta = a.dur - a.warp + travel;
+        let wait = (b.early - delta - a.late).max(0.0);
+        let warp = (a.early + delta - b.late).max(0.0);
+        Seg {
+            first: a.first,
+            last: b.last,
+            dist: a.dist + b.dist + self.inst.distance.get(a.last, b.first),
+            dur: a.dur + b.dur + travel + wait,
+            warp: a.warp + b.warp + warp,
+            early: (b.early - delta).max(a.early) - wait,
+            late: (b.late - delta).min(a.late) + warp,
+            depot_load: a.depot_load + b.depot_load,
+            net: a.net + b.net,
+            peak: a.peak.max(a.net + b.peak),
+        }
+    }
+
+    /// The whole route of vehicle `v` through the given segments, depots included.
+    pub fn route_seg(&self, v: usize, segs: impl IntoIterator<Item = Seg>) -> Seg {
+        let mut acc = self.start_seg(v);
+        for s in segs {
+            acc = self.concat(&acc, &s);
+        }
+        self.concat(&acc, &self.end_seg(v))
+    }
+
+    #[inline]
+    pub fn excess(&self, v: usize, s: &Seg) -> i64 {
+        (s.depot_load + s.peak - self.vehicles[v].capacity).max(0)
+    }
+
+    /// Cost of a full route segment (depot to depot) for vehicle `v`, without penalties.
+    #[inline]
+    pub fn base_cost(&self, v: usize, s: &Seg) -> f64 {
+        let veh = &self.vehicles[v];
+        veh.fixed + veh.per_distance * s.dist + veh.per_time * s.dur
+    }
+
+    #[inline]
+    pub fn penalised(&self, v: usize, s: &Seg, p: Penalties) -> f64 {
+        self.base_cost(v, s) + p.load * self.excess(v, s) as f64 + p.warp * s.warp
+    }
+
+    /// Granular neighbourhoods: distance plus weighted waiting and time warp the pair would
+    /// cause in either order (Vidal et al. 2013), symmetrised.
+    fn proximity(&self, k: usize) -> Vec<Vec<usize>> {
+        let n = self.nodes.len();
+        let one_way = |i: usize, j: usize| {
+            let (a, b) = (&self.nodes[i], &self.nodes[j]);
+            let t = self.inst.duration.get(a.loc, b.loc);
+            let wait = (b.early - t - a.service - a.late).max(0.0);
+            let warp = (a.early + a.service + t - b.late).max(0.0);
+            self.inst.distance.get(a.loc, b.loc) + 0.2 * wait + warp
+        };
+        (0..n)
+            .map(|i| {
+                let mut cand: Vec<(f64, usize)> = (0..n)
+                    .filter(|&j| j != i)
+                    .map(|j| (one_way(i, j).min(one_way(j, i)), j))
+                    .collect();
+                let k = k.min(cand.len());
+                if k > 0 && k < cand.len() {
+                    cand.select_nth_unstable_by(k - 1, |a, b| {
+                        a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+                    });
+                    cand.truncate(k);
+                }
+                cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                cand.into_iter().map(|(_, j)| j).collect()
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,665 @@
+//! Hybrid genetic search (Vidal et al. 2012/2013; Wouda, Lan and Kool 2024, PyVRP): a
+//! population of locally optimal solutions, feasible and infeasible kept apart, selected by
+//! a fitness that rewards both cost and diversity (broken-pairs distance); offspring from
+//! selective route exchange (SREX), educated by [`ls::LocalSearch`] under capacity and
+//! time-warp penalties that adapt to keep a target share of feasible offspring; infeasible
+//! offspring are repaired with boosted penalties.
+
+pub(crate) mod data;
+pub(crate) mod ls;
+
+use crate::check::{Violation, Violations, check};
+use crate::config::{Progress, SolveConfig};
+use crate::model::{Instance, InstanceError, Objective, Solution, VisitKind};
+use crate::schedule::schedule;
+use data::{Data, NONE, Penalties};
+use ls::LocalSearch;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+use thiserror::Error;
+
+/// Why [`solve`] gave no solution.
+#[derive(Debug, Error)]
+pub enum SolveError {
+    #[error("invalid instance: {0}")]
+    Instance(#[from] InstanceError),
+    /// A bug: the solver's own result did not pass the independent checker.
+    #[error("the solver's result failed the checker: {0}")]
+    Check(#[from] Violations),
+}
+
+/// Population sizes and rates (PyVRP's defaults where it has them).
+const MIN_POP: usize = 25;
+const GENERATION: usize = 40;
+const ELITE: usize = 4;
+const CLOSE: usize = 5;
+const GRANULARITY: usize = 40;
+const TARGET_FEASIBLE: f64 = 0.65;
+const PENALTY_WINDOW: usize = 25;
+const REPAIR_PROBABILITY: f64 = 0.8;
+const REPAIR_BOOST: f64 = 10.0;
+const ITERATIONS_BEFORE_RESTART: u64 = 20_000;
+
+/// A complete assignment of nodes to vehicles with its cost components.
+#[derive(Debug, Clone)]
+struct Indiv {
+    routes: Vec<Vec<usize>>,
+    /// Fixed, distance and time costs (with the hierarchical vehicle weight).
+    base: f64,
+    excess: i64,
+    warp: f64,
+    vehicles: usize,
+    /// Successor and predecessor of every node (`NONE` for a depot), for diversity.
+    succ: Vec<usize>,
+    pred: Vec<usize>,
+}
+
+impl Indiv {
+    fn new(data: &Data, routes: Vec<Vec<usize>>) -> Self {
+        let n = data.nodes.len();
+        let (mut base, mut excess, mut warp, mut vehicles) = (0.0, 0, 0.0, 0);
+        let mut succ = vec![NONE; n];
+        let mut pred = vec![NONE; n];
+        for (v, r) in routes.iter().enumerate() {
+            if r.is_empty() {
+                continue;
+            }
+            let seg = data.route_seg(v, r.iter().map(|&x| data.node_seg(x)));
+            base += data.base_cost(v, &seg);
+            excess += data.excess(v, &seg);
+            warp += seg.warp + ride_excess(data, v, r);
+            vehicles += 1;
+            for w in r.windows(2) {
+                succ[w[0]] = w[1];
+                pred[w[1]] = w[0];
+            }
+        }
+        Self {
+            routes,
+            base,
+            excess,
+            warp,
+            vehicles,
+            succ,
+            pred,
+        }
+    }
+
+    fn feasible(&self) -> bool {
+        self.excess == 0 && self.warp <= 1e-9
+    }
+
+    fn penalised(&self, p: Penalties) -> f64 {
+        self.base + p.load * self.excess as f64 + p.warp * self.warp
+    }
+
+    /// Broken-pairs distance in [0, 1].
+    fn distance(&self, other: &Indiv) -> f64 {
+        let n = self.succ.len().max(1);
+        let broken = (0..self.succ.len())
+            .filter(|&j| self.succ[j] != other.succ[j] && self.succ[j] != other.pred[j])
+            .count();
+        broken as f64 / n as f64
+    }
+}
+
+/// Time by which rides on route `r` of vehicle `v` exceed their maximum, on the earliest
+/// schedule. The local search does not see ride times; this makes the population see them.
+fn ride_excess(data: &Data, v: usize, r: &[usize]) -> f64 {
+    if !data.ride_limits {
+        return 0.0;
+    }
+    let inst = data.inst;
+    let veh = &data.vehicles[v];
+    let first = &data.nodes[r[0]];
+    let mut t = veh
+        .shift_start
+        .max(first.early - inst.duration.get(veh.start, first.loc));
+    let mut here = veh.start;
+    let mut left = std::collections::HashMap::new();
+    let mut total = 0.0;
+    for &x in r {
+        let node = &data.nodes[x];
+        let start = (t + inst.duration.get(here, node.loc)).max(node.early);
+        t = start + node.service;
+        here = node.loc;
+        match (node.partner, node.side) {
+            (Some(_), crate::model::Side::Pickup) => {
+                left.insert(node.request, t);
+            }
+            (Some(_), crate::model::Side::Delivery) => {
+                if let (Some(max), Some(&l)) = (
+                    inst.requests[node.request].max_ride_time,
+                    left.get(&node.request),
+                ) {
+                    total += (start - l - max).max(0.0);
+                }
+            }
+            _ => {}
+        }
+    }
+    total
+}
+
+/// A subpopulation: members with their mutual distances and biased fitness.
+#[derive(Default)]
+struct SubPop {
+    members: Vec<Indiv>,
+    dist: Vec<Vec<f64>>,
+    fitness: Vec<f64>,
+}
+
+impl SubPop {
+    fn add(&mut self, ind: Indiv, p: Penalties) {
+        let row: Vec<f64> = self.members.iter().map(|m| m.distance(&ind)).collect();
+        for (d, x) in self.dist.iter_mut().zip(&row) {
+            d.push(*x);
+        }
+        let mut row = row;
+        row.push(0.0);
+        self.dist.push(row);
+        self.members.push(ind);
+        if self.members.len() > MIN_POP + GENERATION {
+            while self.members.len() > MIN_POP {
+                self.update_fitness(p);
+                let clone =
+                    |i: usize| (0..self.members.len()).any(|j| j != i && self.dist[i][j] < 1e-12);
+                let worst = (0..self.members.len())
+                    .max_by(|&a, &b| {
+                        (clone(a), self.fitness[a])
+                            .partial_cmp(&(clone(b), self.fitness[b]))
+                            .expect("finite")
+                    })
+                    .expect("non-empty");
+                self.remove(worst);
+            }
+        }
+        self.update_fitness(p);
+    }
+
+    fn remove(&mut self, i: usize) {
+        self.members.swap_remove(i);
+        self.dist.swap_remove(i);
+        for d in &mut self.dist {
+            d.swap_remove(i);
+        }
+    }
+
+    fn update_fitness(&mut self, p: Penalties) {
+        let m = self.members.len();
+        self.fitness = vec![0.0; m];
+        if m <= 1 {
+            return;
+        }
+        let mut by_cost: Vec<usize> = (0..m).collect();
+        by_cost.sort_by(|&a, &b| {
+            self.members[a]
+                .penalised(p)
+                .total_cmp(&self.members[b].penalised(p))
+        });
+        let diversity: Vec<f64> = (0..m)
+            .map(|i| {
+                let mut d: Vec<f64> = (0..m)
+                    .filter(|&j| j != i)
+                    .map(|j| self.dist[i][j])
+                    .collect();
+                d.sort_by(f64::total_cmp);
+                let k = CLOSE.min(d.len());
+                d[..k].iter().sum::<f64>() / k as f64
+            })
+            .collect();
+        let mut by_div: Vec<usize> = (0..m).collect();
+        by_div.sort_by(|&a, &b| diversity[b].total_cmp(&diversity[a]));
+        let mut div_rank = vec![0.0; m];
+        for (r, &i) in by_div.iter().enumerate() {
+            div_rank[i] = r as f64 / (m - 1) as f64;
+        }
+        let elite_weight = 1.0 - ELITE.min(m) as f64 / m as f64;
+        for (r, &i) in by_cost.iter().enumerate() {
+            self.fitness[i] = r as f64 / (m - 1) as f64 + elite_weight * div_rank[i];
+        }
+    }
+}
+
+struct Search<'d, 'a> {
+    data: &'d Data<'a>,
+    objective: Objective,
+    rng: StdRng,
+    ls: LocalSearch<'d, 'a>,
+    pen: Penalties,
+    feasible: SubPop,
+    infeasible: SubPop,
+    load_history: Vec<bool>,
+    warp_history: Vec<bool>,
+    best: Option<Indiv>,
+    best_infeasible: Option<Indiv>,
+}
+
+impl<'d, 'a> Search<'d, 'a> {
+    fn educate(&mut self, routes: &[Vec<usize>]) -> Indiv {
+        self.ls.load(routes, self.pen);
+        self.ls.search(&mut self.rng);
+        let ind = Indiv::new(self.data, self.ls.export());
+        self.load_history.push(ind.excess == 0);
+        self.warp_history.push(ind.warp <= 1e-9);
+        if !ind.feasible() && self.rng.random_bool(REPAIR_PROBABILITY) {
+            // Repair with boosted penalties, boosting once more if that is not enough.
+            for boost in [REPAIR_BOOST, REPAIR_BOOST * REPAIR_BOOST] {
+                let boosted = Penalties {
+                    load: self.pen.load * boost,
+                    warp: self.pen.warp * boost,
+                };
+                self.ls.load(&ind.routes, boosted);
+                self.ls.search(&mut self.rng);
+                let repaired = Indiv::new(self.data, self.ls.export());
+                if repaired.feasible() {
+                    self.insert(ind);
+                    return repaired;
+                }
+            }
+        }
+        ind
+    }
+
+    /// Adds to the population; returns true if it is a new best feasible solution.
+    fn insert(&mut self, ind: Indiv) -> bool {
+        let improved = ind.feasible() && self.best.as_ref().is_none_or(|b| self.better(&ind, b));
+        if improved {
+            self.best = Some(ind.clone());
+        }
+        if ind.feasible() {
+            self.feasible.add(ind, self.pen);
+        } else {
+            if self
+                .best_infeasible
+                .as_ref()
+                .is_none_or(|b| ind.penalised(self.pen) < b.penalised(self.pen))
+            {
+                self.best_infeasible = Some(ind.clone());
+            }
+            self.infeasible.add(ind, self.pen);
+        }
+        improved
+    }
+
+    /// The objective's order on feasible solutions: cost, or vehicles then cost.
+    fn better(&self, a: &Indiv, b: &Indiv) -> bool {
+        let cost = |x: &Indiv| x.base - self.data.vehicle_weight * x.vehicles as f64;
+        match self.objective {
+            Objective::Cost => cost(a) < cost(b) - 1e-9,
+            Objective::Hierarchical => (a.vehicles, cost(a) + 1e-9) < (b.vehicles, cost(b)),
+        }
+    }
+
+    fn adapt_penalties(&mut self) {
+        let adapt = |history: &mut Vec<bool>, weight: &mut f64| {
+            if history.len() < PENALTY_WINDOW {
+                return;
+            }
+            let share = history.iter().filter(|&&f| f).count() as f64 / history.len() as f64;
+            if share < TARGET_FEASIBLE - 0.05 {
+                *weight = (*weight * 1.25).min(1e6);
+            } else if share > TARGET_FEASIBLE + 0.05 {
+                *weight = (*weight * 0.85).max(0.01);
+            }
+            history.clear();
+        };
+        adapt(&mut self.load_history, &mut self.pen.load);
+        adapt(&mut self.warp_history, &mut self.pen.warp);
+    }
+
+    fn tournament(&mut self) -> &Indiv {
+        let total = self.feasible.members.len() + self.infeasible.members.len();
+        let pick = |rng: &mut StdRng| rng.random_range(0..total);
+        let (a, b) = (pick(&mut self.rng), pick(&mut self.rng));
+        let get = |i: usize| -> (&Indiv, f64) {
+            if i < self.feasible.members.len() {
+                (&self.feasible.members[i], self.feasible.fitness[i])
+            } else {
+                let j = i - self.feasible.members.len();
+                (&self.infeasible.members[j], self.infeasible.fitness[j])
+            }
+        };
+        let (x, y) = (get(a), get(b));
+        if x.1 <= y.1 { x.0 } else { y.0 }
+    }
+
+    /// Selective route exchange: a run of `A`'s routes (by polar angle) replaces the
+    /// closest run of `B`'s; nodes left out are reinserted by the local search.
+    fn srex(&mut self, a: &Indiv, b: &Indiv) -> Vec<Vec<usize>> {
+        let angle_order = |ind: &Indiv| -> Vec<usize> {
+            let mut rs: Vec<(f64, usize)> = ind
+                .routes
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| !r.is_empty())
+                .map(|(v, r)| {
+                    let depot = &self.data.inst.locations[self.data.vehicles[v].start];
+                    let (mut x, mut y) = (0.0, 0.0);
+                    for &n in r {
+                        let l = &self.data.inst.locations[self.data.nodes[n].loc];
+                        x += l.x - depot.x;
+                        y += l.y - depot.y;
+                    }
+                    (y.atan2(x), v)
+                })
+                .collect();
+            rs.sort_by(|p, q| p.0.total_cmp(&q.0).then(p.1.cmp(&q.1)));
+            rs.into_iter().map(|(_, v)| v).collect()
+        };
+        let (oa, ob) = (angle_order(a), angle_order(b));
+        if oa.is_empty() || ob.is_empty() {
+            return b.routes.clone();
+        }
+        let k = self.rng.random_range(1..=oa.len().min(ob.len()));
+        let start_a = self.rng.random_range(0..oa.len());
+        let start_b = self.rng.random_range(0..ob.len());
+        let from_a: Vec<usize> = (0..k).map(|i| oa[(start_a + i) % oa.len()]).collect();
+        let from_b: Vec<usize> = (0..k).map(|i| ob[(start_b + i) % ob.len()]).collect();
+        let n = self.data.nodes.len();
+        let mut in_a = vec![false; n];
+        for &v in &from_a {
+            for &x in &a.routes[v] {
+                in_a[x] = true;
+            }
+        }
+        // Two children: A's routes kept whole (B's other routes lose those nodes), or B's
+        // other routes kept whole (A's routes lose what they contain).
+        let mut best: Option<(f64, Vec<Vec<usize>>)> = None;
+        for keep_a in [true, false] {
+            let mut routes = b.routes.clone();
+            for &v in &from_b {
+                routes[v].clear();
+            }
+            let mut in_rest = vec![false; n];
+            if keep_a {
+                for r in &mut routes {
+                    r.retain(|&x| !in_a[x]);
+                }
+            } else {
+                for r in &routes {
+                    for &x in r {
+                        in_rest[x] = true;
+                    }
+                }
+            }
+            for &v in &from_a {
+                let nodes: Vec<usize> = a.routes[v]
+                    .iter()
+                    .copied()
+                    .filter(|&x| !in_rest[x])
+                    .collect();
+                let slot = if routes[v].is_empty() {
+                    Some(v)
+                } else {
+                    let t = self.data.vehicles[v].vehicle_type;
+                    (0..routes.len())
+                        .filter(|&w| routes[w].is_empty())
+                        .min_by_key(|&w| (self.data.vehicles[w].vehicle_type != t, w))
+                };
+                if let Some(s) = slot {
+                    routes[s] = nodes;
+                }
+            }
+            // Pairs split by the exchange would break precedence: drop their halves.
+            let mut count = vec![0u8; self.data.inst.requests.len()];
+            for r in &routes {
+                for &x in r {
+                    count[self.data.nodes[x].request] += 1;
+                }
+            }
+            for r in &mut routes {
+                r.retain(|&x| {
+                    self.data.nodes[x].partner.is_none() || count[self.data.nodes[x].request] == 2
+                });
+            }
+            let cost = Indiv::new(self.data, routes.clone()).penalised(self.pen);
+            if best.as_ref().is_none_or(|b| cost < b.0) {
+                best = Some((cost, routes));
+            }
+        }
+        best.expect("two candidates").1
+    }
+
+    /// The best feasible solution without its smallest route, for route minimisation.
+    fn without_smallest_route(&self, ind: &Indiv) -> Vec<Vec<usize>> {
+        let mut routes = ind.routes.clone();
+        if let Some(v) = (0..routes.len())
+            .filter(|&v| !routes[v].is_empty())
+            .min_by_key(|&v| routes[v].len())
+        {
+            routes[v].clear();
+        }
+        routes
+    }
+}
+
+/// Solves `instance`; the result has passed [`check`].
+pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, SolveError> {
+    instance.validate()?;
+    let started = Instant::now();
+    let data = Data::new(instance, config.objective, GRANULARITY);
+    // One unit of time warp weighs like the distance cost of ten units of travel time.
+    let (mut dist_sum, mut time_sum) = (0.0, 0.0);
+    for i in 0..instance.locations.len() {
+        for j in 0..instance.locations.len() {
+            dist_sum += instance.distance.get(i, j);
+            time_sum += instance.duration.get(i, j);
+        }
+    }
+    let per_distance = data
+        .vehicles
+        .iter()
+        .map(|v| v.per_distance + v.per_time)
+        .fold(0.0, f64::max)
+        .max(1e-3);
+    let warp = (10.0 * per_distance * dist_sum / time_sum.max(1e-9)).clamp(0.1, 1e4);
+    let mut search = Search {
+        data: &data,
+        objective: config.objective,
+        rng: StdRng::seed_from_u64(config.seed),
+        ls: LocalSearch::new(&data),
+        pen: Penalties {
+            load: (data.max_dist
+                / instance
+                    .requests
+                    .iter()
+                    .map(|r| r.demand)
+                    .max()
+                    .unwrap_or(1)
+                    .max(1) as f64)
+                .clamp(0.1, 1000.0),
+            warp,
+        },
+        feasible: SubPop::default(),
+        infeasible: SubPop::default(),
+        load_history: Vec::new(),
+        warp_history: Vec::new(),
+        best: None,
+        best_infeasible: None,
+    };
+    let empty = vec![Vec::new(); data.vehicles.len()];
+    let out_of_time = |iteration: u64| {
+        started.elapsed() >= config.time_limit
+            || config.max_iterations.is_some_and(|m| iteration >= m)
+    };
+    let report = |search: &Search, iteration: u64| {
+        if let (Some(cb), Some(best)) = (&config.progress, &search.best) {
+            cb(&Progress {
+                elapsed: started.elapsed(),
+                iteration,
+                vehicles: best.vehicles,
+                cost: best.base - data.vehicle_weight * best.vehicles as f64,
+            });
+        }
+    };
+    let reached_target = |search: &Search| {
+        config.target.is_some_and(|t| {
+            search
+                .best
+                .as_ref()
+                .is_some_and(|b| b.base - data.vehicle_weight * b.vehicles as f64 <= t + 1e-9)
+        })
+    };
+    let mut iteration = 0u64;
+    let mut last_improvement = 0u64;
+    'outer: loop {
+        // (Re)start: a population of randomised cheapest-insertion solutions.
+        for _ in 0..MIN_POP {
+            if out_of_time(iteration) {
+                break 'outer;
+            }
+            let ind = search.educate(&empty);
+            if search.insert(ind) {
+                report(&search, iteration);
+            }
+            search.adapt_penalties();
+        }
+        while !out_of_time(iteration) && !reached_target(&search) {
+            iteration += 1;
+            let routes = match (&search.best, config.objective) {
+                (Some(best), Objective::Hierarchical) if iteration.is_multiple_of(50) => {
+                    let best = best.clone();
+                    search.without_smallest_route(&best)
+                }
+                _ => {
+                    let a = search.tournament().clone();
+                    let b = search.tournament().clone();
+                    search.srex(&a, &b)
+                }
+            };
+            let child = search.educate(&routes);
+            if search.insert(child) {
+                last_improvement = iteration;
+                report(&search, iteration);
+            }
+            search.adapt_penalties();
+            if iteration - last_improvement > ITERATIONS_BEFORE_RESTART {
+                search.feasible = SubPop::default();
+                search.infeasible = SubPop::default();
+                last_improvement = iteration;
+                continue 'outer;
+            }
+        }
+        break;
+    }
+    report(&search, iteration);
+    let best = search
+        .best
+        .or(search.best_infeasible)
+        .unwrap_or_else(|| Indiv::new(&data, empty.clone()));
+    let solution = finish(&data, &best.routes);
+    check(instance, &solution)?;
+    Ok(solution)
+}
+
+/// Turns node lists into a timed [`Solution`]: requests on infeasible routes are dropped
+/// (last resort when the search found nothing feasible), breaks are placed where they fit.
+fn finish(data: &Data, routes: &[Vec<usize>]) -> Solution {
+    let inst = data.inst;
+    let mut unassigned = data.unservable.clone();
+    let mut out = Vec::new();
+    for (v, nodes) in routes.iter().enumerate() {
+        let mut nodes = nodes.clone();
+        let vt = data.vehicles[v].vehicle_type;
+        loop {
+            if nodes.is_empty() {
+                break;
+            }
+            let kinds: Vec<VisitKind> = nodes
+                .iter()
+                .map(|&n| VisitKind::Request {
+                    request: data.nodes[n].request,
+                    side: data.nodes[n].side,
+                })
+                .collect();
+            if let Some(route) = place_breaks(inst, vt, &kinds) {
+                out.push(route);
+                break;
+            }
+            // Drop the request whose removal leaves the least penalised route.
+            let worst = nodes
+                .iter()
+                .map(|&n| data.nodes[n].request)
+                .min_by(|&a, &b| {
+                    let cost = |r: usize| {
+                        let rest: Vec<usize> = nodes
+                            .iter()
+                            .copied()
+                            .filter(|&x| data.nodes[x].request != r)
+                            .collect();
+                        let s = data.route_seg(v, rest.iter().map(|&x| data.node_seg(x)));
+                        s.warp * 1e6 + data.excess(v, &s) as f64 * 1e6 + s.dist
+                    };
+                    cost(a).total_cmp(&cost(b))
+                })
+                .expect("non-empty");
+            nodes.retain(|&x| data.nodes[x].request != worst);
+            unassigned.push(worst);
+        }
+    }
+    let mut seen = vec![false; inst.requests.len()];
+    for r in &out {
+        for v in &r.visits {
+            if let VisitKind::Request { request, .. } = v.kind {
+                seen[request] = true;
+            }
+        }
+    }
+    for (r, s) in seen.iter().enumerate() {
+        if !s && !unassigned.contains(&r) {
+            unassigned.push(r);
+        }
+    }
+    unassigned.sort_unstable();
+    unassigned.dedup();
+    Solution {
+        routes: out,
+        unassigned,
+    }
+}
+
+/// Schedules `kinds` with the vehicle type's breaks inserted at the first place each fits;
+/// `None` if the route (with its breaks) violates any constraint.
+fn place_breaks(inst: &Instance, vt: usize, kinds: &[VisitKind]) -> Option<crate::model::Route> {
+    let ok = |route: &crate::model::Route| {
+        let single = Solution {
+            routes: vec![route.clone()],
+            unassigned: Vec::new(),
+        };
+        match check(inst, &single) {
+            Ok(_) => true,
+            Err(Violations(v)) => v.iter().all(|x| matches!(x, Violation::Missing { .. })),
+        }
+    };
+    let mut kinds = kinds.to_vec();
+    for b in 0..inst.vehicle_types[vt].breaks.len() {
+        let route = schedule(inst, vt, &kinds);
+        if ok(&route) {
+            return Some(route);
+        }
+        let placed = (0..=kinds.len()).find_map(|at| {
+            let mut with = kinds.clone();
+            with.insert(at, VisitKind::Break(b));
+            let r = schedule(inst, vt, &with);
+            let only_missing_breaks = {
+                let single = Solution {
+                    routes: vec![r.clone()],
+                    unassigned: Vec::new(),
+                };
+                match check(inst, &single) {
+                    Ok(_) => true,
+                    Err(Violations(v)) => v.iter().all(|x| {
+                        matches!(x, Violation::Missing { .. })
+                            || matches!(x, Violation::MissingBreak { index, .. } if *index > b)
+                    }),
+                }
+            };
+            only_missing_breaks.then_some(with)
+        });
+        kinds = placed?;
+    }
+    let route = schedule(inst, vt, &kinds);
+    ok(&route).then_some(route)
+}
