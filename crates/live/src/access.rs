@@ -89,6 +89,9 @@ pub struct AccessQuery {
 #[derive(Debug, Clone)]
 pub struct Admission {
     pub licence: LicenceId,
+    /// The rights holder and the flow as the control plane identifies them.
+    pub rhb_id: Uuid,
+    pub flow_id: Uuid,
     /// The licence's SRT passphrase; the caller must use exactly this one.
     pub passphrase: Option<String>,
     pub encryption_required: bool,
@@ -217,6 +220,8 @@ mod tests {
     fn passphrase_follows_caller_and_licence() {
         let mut a = Admission {
             licence: Uuid::nil(),
+            rhb_id: Uuid::nil(),
+            flow_id: Uuid::nil(),
             passphrase: Some("0123456789abc".into()),
             encryption_required: false,
             valid_until: Utc::now(),
@@ -225,5 +230,151 @@ mod tests {
         assert_eq!(passphrase_for(&a, true).as_deref(), Some("0123456789abc"));
         a.encryption_required = true;
         assert_eq!(passphrase_for(&a, false).as_deref(), Some("0123456789abc"));
+    }
+}
+
+/// The control plane in the same process as the node's [`ControlPort`]: decisions and usage
+/// go straight to its store, licence changes come from its change channel.
+#[derive(Debug, Clone)]
+pub struct InProcess {
+    plane: stadion_control::ControlPlane,
+    changes: broadcast::Sender<LicenceChange>,
+    /// Who the node is in the audit log, e.g. `live/node-1`.
+    actor: String,
+}
+
+impl InProcess {
+    /// Starts translating the control plane's change events (needs a tokio runtime).
+    pub fn new(plane: stadion_control::ControlPlane, node: &str) -> Self {
+        use stadion_control::ControlEvent;
+        use stadion_control::model::LicenceState as Stored;
+        let (changes, _) = broadcast::channel(1024);
+        let mut events = plane.subscribe();
+        let out = changes.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(ControlEvent::LicenceChanged {
+                        licence_id,
+                        new_state,
+                        ..
+                    }) => {
+                        let state = match new_state {
+                            Stored::Active => LicenceState::Active,
+                            Stored::Disabled => LicenceState::Disabled,
+                            Stored::Revoked => LicenceState::Revoked,
+                        };
+                        let _ = out.send(LicenceChange {
+                            licence: licence_id,
+                            state,
+                        });
+                    }
+                    Ok(ControlEvent::TokenRevoked { .. }) => {}
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::error!(missed, "control plane changes lost by the live node");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        InProcess {
+            plane,
+            changes,
+            actor: format!("live/{node}"),
+        }
+    }
+}
+
+impl ControlPort for InProcess {
+    async fn decide(&self, query: &AccessQuery) -> Result<Verdict, ControlUnavailable> {
+        let request = stadion_control::AccessRequest {
+            org: query.rhb.clone(),
+            flow: query.flow.clone(),
+            source: query.source,
+            connected: query.connected,
+        };
+        let decision = self
+            .plane
+            .decide(&self.actor, &request)
+            .await
+            .map_err(|e| ControlUnavailable(e.to_string()))?;
+        Ok(match decision {
+            Ok(grant) => Ok(Admission {
+                licence: grant.licence_id,
+                rhb_id: grant.org_id,
+                flow_id: grant.flow_id,
+                passphrase: grant.passphrase.map(|p| p.expose().to_owned()),
+                encryption_required: grant.encryption_required,
+                valid_until: grant.valid_until,
+            }),
+            Err(denial) => Err(Refused {
+                reason: denial.reason.as_str().to_owned(),
+                code: u32::from(denial.srt_reject_code),
+                licence: denial.licence_id,
+            }),
+        })
+    }
+
+    fn changes(&self) -> broadcast::Receiver<LicenceChange> {
+        self.changes.subscribe()
+    }
+
+    /// Usage goes into the audit log (`live.connect`, `live.delivered`, `live.disconnect`),
+    /// with the rights holder, flow and licence ids, so the audit API's filters select it.
+    async fn record_usage(&self, events: &[UsageEvent]) -> Result<(), ControlUnavailable> {
+        let entries: Vec<_> = events.iter().map(|e| usage_audit(&self.actor, e)).collect();
+        self.plane
+            .store()
+            .append_audit(&entries)
+            .await
+            .map_err(|e| ControlUnavailable(e.to_string()))
+    }
+}
+
+fn usage_audit(actor: &str, event: &UsageEvent) -> stadion_control::store::NewAudit {
+    let (key, at, action, reason) = match event {
+        UsageEvent::Connected { key, at } => (
+            key,
+            at,
+            "live.connect",
+            format!("{} connected over {}", key.peer, key.kind.as_str()),
+        ),
+        UsageEvent::Delivered {
+            key,
+            at,
+            packets,
+            bytes,
+        } => (
+            key,
+            at,
+            "live.delivered",
+            format!("{packets} packets, {bytes} bytes"),
+        ),
+        UsageEvent::Disconnected {
+            key,
+            at,
+            reason,
+            packets,
+            bytes,
+        } => (
+            key,
+            at,
+            "live.disconnect",
+            format!(
+                "{reason}: {} after {packets} packets, {bytes} bytes",
+                key.peer
+            ),
+        ),
+    };
+    stadion_control::store::NewAudit {
+        at: *at,
+        actor: actor.to_owned(),
+        action,
+        subject: format!("session/{}", key.session),
+        org_id: Some(key.rhb_id),
+        flow_id: Some(key.flow_id),
+        licence_id: Some(key.licence),
+        decision: "done",
+        reason,
     }
 }

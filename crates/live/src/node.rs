@@ -28,12 +28,13 @@ use stadion_srt::{
 };
 use stadion_srt_io::{SrtConnection, SrtError, SrtListener};
 use tokio::runtime::{Handle, RuntimeFlavor};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::access::{self, Admission, ControlPort, LicenceChange, ReceiverRequest, Refused};
 use crate::fanout::{Chunk, FlowBus};
+use crate::output::push::{self, PushContext, PushSpec, Shown};
 use crate::output::{
     self, Counters, FlowOutputStatus, OutputKind, OutputStatus, ReceiverStatus, Session,
     SessionHandle, SessionKey, SrtStatus, UsageEvent,
@@ -92,7 +93,7 @@ pub enum NodeError {
 /// Callers admitted by the control plane whose handshake is finishing, and how many receivers
 /// each (rights holder, flow) holds; shared by the listener's hook and the node's loop.
 #[derive(Default)]
-struct Admissions {
+pub(crate) struct Admissions {
     flows: HashSet<String>,
     pending: HashMap<(SocketAddr, String), Pending>,
     counts: HashMap<(String, String), u32>,
@@ -109,7 +110,7 @@ fn count_key(r: &ReceiverRequest) -> (String, String) {
 }
 
 impl Admissions {
-    fn connected(&self, r: &ReceiverRequest) -> u32 {
+    pub(crate) fn connected(&self, r: &ReceiverRequest) -> u32 {
         self.counts.get(&count_key(r)).copied().unwrap_or(0)
     }
 
@@ -131,7 +132,12 @@ impl Admissions {
         self.pending.remove(&(peer, raw.to_owned()))
     }
 
-    fn release(&mut self, r: &ReceiverRequest) {
+    /// Takes a place for a receiver admitted outside the listener (a push).
+    pub(crate) fn hold(&mut self, r: &ReceiverRequest) {
+        *self.counts.entry(count_key(r)).or_default() += 1;
+    }
+
+    pub(crate) fn release(&mut self, r: &ReceiverRequest) {
         let key = count_key(r);
         if let Some(n) = self.counts.get_mut(&key) {
             *n = n.saturating_sub(1);
@@ -156,8 +162,8 @@ impl Admissions {
     }
 }
 
-fn lock(a: &Mutex<Admissions>) -> MutexGuard<'_, Admissions> {
-    // The lock guards plain maps updated in single steps: a panic elsewhere cannot leave them
+pub(crate) fn lock<T>(a: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The locks guard values updated in single steps: a panic elsewhere cannot leave them
     // half-written, so a poisoned lock is still usable.
     a.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -233,6 +239,7 @@ enum Command {
     Attach(String, FlowBus, oneshot::Sender<Result<(), NodeError>>),
     Detach(String, oneshot::Sender<Result<(), NodeError>>),
     Status(oneshot::Sender<OutputStatus>),
+    Push(PushSpec, oneshot::Sender<Result<(), NodeError>>),
     Stop,
 }
 
@@ -270,6 +277,12 @@ impl NodeHandle {
     /// Stops serving a flow; its receivers are disconnected.
     pub async fn detach_flow(&self, name: &str) -> Result<(), NodeError> {
         self.ask(|tx| Command::Detach(name.to_owned(), tx)).await?
+    }
+
+    /// Starts pushing a flow to a rights holder's SRT listener or UDP address; it runs (and
+    /// reconnects) until the flow is detached or the node stops.
+    pub async fn add_push(&self, spec: PushSpec) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Push(spec, tx)).await?
     }
 
     /// Flows, receivers per rights holder and their SRT statistics.
@@ -323,7 +336,22 @@ impl LiveNode {
         let (gone, gone_rx) = mpsc::unbounded_channel();
         let (chunks, chunk_rx) = mpsc::channel(1024);
         let usage_writer = tokio::spawn(write_usage(port.clone(), usage_rx));
+        let spawn_push: SpawnPush = {
+            let (port, admissions, usage) = (port.clone(), admissions.clone(), usage.clone());
+            let usage_interval = config.usage_interval;
+            Box::new(move |spec, bus, shown, stop| {
+                let ctx = PushContext {
+                    port: port.clone(),
+                    admissions: admissions.clone(),
+                    usage: usage.clone(),
+                    usage_interval,
+                };
+                tokio::spawn(push::run(ctx, spec, bus, shown, stop));
+            })
+        };
         let outputs = Outputs {
+            spawn_push,
+            pushes: Vec::new(),
             changes: port.changes(),
             listener,
             admissions,
@@ -390,7 +418,18 @@ struct Receiver {
     cut: Option<&'static str>,
 }
 
+/// Starts a push task (made where the control port's type is known).
+type SpawnPush = Box<dyn Fn(PushSpec, FlowBus, Shown, push::Stop) + Send>;
+
+struct PushOut {
+    flow: Arc<str>,
+    stop: watch::Sender<Option<&'static str>>,
+    shown: Shown,
+}
+
 struct Outputs {
+    spawn_push: SpawnPush,
+    pushes: Vec<PushOut>,
     changes: broadcast::Receiver<LicenceChange>,
     listener: SrtListener,
     admissions: Arc<Mutex<Admissions>>,
@@ -403,7 +442,7 @@ struct Outputs {
 }
 
 /// The instant `at` will be, on the monotonic clock.
-fn instant_of(at: DateTime<Utc>) -> Instant {
+pub(crate) fn instant_of(at: DateTime<Utc>) -> Instant {
     let left = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
     Instant::now() + left
 }
@@ -452,7 +491,16 @@ impl Outputs {
                     Some(Command::Stop) | None => break,
                     Some(command) => self.command(command),
                 },
-                Some((flow, chunk)) = chunk_rx.recv() => self.fan_out(&flow, &chunk),
+                Some((flow, chunk)) = chunk_rx.recv() => {
+                    self.fan_out(&flow, &chunk);
+                    // Take what else is waiting before going back to the other branches.
+                    for _ in 0..64 {
+                        match chunk_rx.try_recv() {
+                            Ok((flow, chunk)) => self.fan_out(&flow, &chunk),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 _ = tick.tick() => self.report_usage(),
             }
         }
@@ -468,6 +516,9 @@ impl Outputs {
                 let _ = reply.send(self.detach(&name));
             }
             Command::Status(reply) => self.status(reply),
+            Command::Push(spec, reply) => {
+                let _ = reply.send(self.push(spec));
+            }
             Command::Stop => {}
         }
     }
@@ -497,12 +548,34 @@ impl Outputs {
         Ok(())
     }
 
+    fn push(&mut self, spec: PushSpec) -> Result<(), NodeError> {
+        let Some((flow, out)) = self.flows.get_key_value(spec.flow.as_str()) else {
+            return Err(NodeError::UnknownFlow(spec.flow));
+        };
+        let shown = Shown::default();
+        let (stop, stopped) = watch::channel(None);
+        (self.spawn_push)(spec, out.bus.clone(), shown.clone(), stopped);
+        self.pushes.push(PushOut {
+            flow: flow.clone(),
+            stop,
+            shown,
+        });
+        Ok(())
+    }
+
     fn detach(&mut self, name: &str) -> Result<(), NodeError> {
         let Some(flow) = self.flows.remove(name) else {
             return Err(NodeError::UnknownFlow(name.to_owned()));
         };
         flow.forwarder.abort();
         lock(&self.admissions).flows.remove(name);
+        self.pushes.retain(|p| {
+            let keep = &*p.flow != name;
+            if !keep {
+                let _ = p.stop.send(Some("flow_stopped"));
+            }
+            keep
+        });
         let ids: Vec<_> = self
             .receivers
             .iter()
@@ -532,7 +605,9 @@ impl Outputs {
             session: Uuid::new_v4(),
             licence: pending.admission.licence,
             rhb: pending.request.rhb.clone(),
+            rhb_id: pending.admission.rhb_id,
             flow: pending.request.flow.clone(),
+            flow_id: pending.admission.flow_id,
             peer: conn.peer(),
             kind: OutputKind::SrtListener,
         };
@@ -709,12 +784,19 @@ impl Outputs {
                         (status, r.session.clone())
                     })
                     .collect();
+                let pushes: Vec<_> = self
+                    .pushes
+                    .iter()
+                    .filter(|p| p.flow == *name)
+                    .filter_map(|p| lock(&p.shown).clone())
+                    .collect();
                 let stats = out.bus.stats();
                 (
                     name.to_string(),
                     stats.bytes_in.load(Ordering::Relaxed),
                     out.dropped.load(Ordering::Relaxed),
                     receivers,
+                    pushes,
                 )
             })
             .collect();
@@ -724,7 +806,7 @@ impl Outputs {
                 listen,
                 flows: Vec::with_capacity(flows.len()),
             };
-            for (flow, bytes_in, chunks_dropped, receivers) in flows {
+            for (flow, bytes_in, chunks_dropped, receivers, pushes) in flows {
                 let mut list = Vec::with_capacity(receivers.len());
                 for (mut status, session) in receivers {
                     status.srt = tokio::time::timeout(output::STATS_TIMEOUT, session.stats())
@@ -734,6 +816,7 @@ impl Outputs {
                         .map(SrtStatus::from);
                     list.push(status);
                 }
+                list.extend(pushes);
                 list.sort_by(|a, b| {
                     (&a.key.rhb, a.connected_at).cmp(&(&b.key.rhb, b.connected_at))
                 });
@@ -752,6 +835,9 @@ impl Outputs {
     fn shutdown(mut self) {
         for (_, flow) in self.flows.drain() {
             flow.forwarder.abort();
+        }
+        for push in self.pushes.drain(..) {
+            let _ = push.stop.send(Some("node_shutdown"));
         }
         let ids: Vec<_> = self.receivers.keys().copied().collect();
         for id in ids {

@@ -4,6 +4,8 @@
 //! output shares: cutting a flow's chunks into SRT-sized payloads, the usage records the node
 //! reports, and the status it shows operators.
 
+pub mod api;
+pub mod push;
 mod session;
 
 use std::net::SocketAddr;
@@ -44,6 +46,16 @@ pub enum OutputKind {
     UdpPush,
 }
 
+impl OutputKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputKind::SrtListener => "srt_listener",
+            OutputKind::SrtPush => "srt_push",
+            OutputKind::UdpPush => "udp_push",
+        }
+    }
+}
+
 /// Identifies one delivery session (one connection) in the usage records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionKey {
@@ -51,7 +63,9 @@ pub struct SessionKey {
     pub session: Uuid,
     pub licence: LicenceId,
     pub rhb: String,
+    pub rhb_id: Uuid,
     pub flow: String,
+    pub flow_id: Uuid,
     pub peer: SocketAddr,
     pub kind: OutputKind,
 }

@@ -1,0 +1,467 @@
+//! Fan-out benchmark: one flow to N encrypted SRT receivers from a stadion node, side by side
+//! in the same run with N `srt-live-transmit` relays (libsrt) carrying the same feed, then how
+//! many 2 Mb/s receivers one node holds before loss appears.
+//!
+//! ```sh
+//! cargo bench -p stadion-live --bench fanout
+//! STADION_BENCH_RECEIVERS=50 STADION_BENCH_MBPS=20 STADION_BENCH_SECS=10 cargo bench -p stadion-live --bench fanout
+//! ```
+//!
+//! The node runs in a child process of its own (this binary with `--node-child`), with the
+//! real control plane on SQLite, so its CPU time and memory are read from `/proc` exactly as
+//! the relays' are. The source and the receivers (stadion's own SRT callers, AES-128, 120 ms
+//! latency) run in this process and are the same for both sides. Each payload carries its
+//! sequence number and send time: a receiver counts what never arrived (loss) and how long
+//! after sending it was delivered, less the SRT latency (the node- or relay-added latency).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use stadion_srt::ConnectionConfig;
+
+const PASSPHRASE: &str = "bench-licence-passphrase";
+const FLOW: &str = "bench";
+const RHB: &str = "rhb-bench";
+const PAYLOAD: usize = 1316;
+const LATENCY: Duration = Duration::from_millis(120);
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--node-child") {
+        node_child();
+        return;
+    }
+    let receivers = env_or("STADION_BENCH_RECEIVERS", 50) as usize;
+    let mbps = env_or("STADION_BENCH_MBPS", 20);
+    let secs = env_or("STADION_BENCH_SECS", 10);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bench-receivers")
+        .build()
+        .unwrap();
+    println!(
+        "# one {mbps} Mb/s flow to {receivers} AES-128 SRT receivers, {secs} s measured, {} cores\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let ours = runtime.block_on(run_stadion(receivers, mbps, secs));
+    let theirs = runtime.block_on(run_relays(receivers, mbps, secs));
+    println!("| | stadion node | {receivers} srt-live-transmit relays |");
+    println!("|---|---|---|");
+    for (label, a, b) in [
+        (
+            "payloads lost (all receivers)",
+            ours.lost.to_string(),
+            theirs.lost.to_string(),
+        ),
+        (
+            "CPU, cores",
+            format!("{:.3}", ours.cores),
+            format!("{:.3}", theirs.cores),
+        ),
+        (
+            "CPU per receiver, % of a core",
+            format!("{:.3}", ours.cores * 100.0 / receivers as f64),
+            format!("{:.3}", theirs.cores * 100.0 / receivers as f64),
+        ),
+        (
+            "memory per receiver, KiB (PSS)",
+            format!("{:.0}", ours.pss_per_receiver_kib),
+            format!("{:.0}", theirs.pss_per_receiver_kib),
+        ),
+        (
+            "added latency p50, ms",
+            format!("{:.2}", ours.p50_ms),
+            format!("{:.2}", theirs.p50_ms),
+        ),
+        (
+            "added latency p99, ms",
+            format!("{:.2}", ours.p99_ms),
+            format!("{:.2}", theirs.p99_ms),
+        ),
+    ] {
+        println!("| {label} | {a} | {b} |");
+    }
+    println!();
+    let step = env_or("STADION_BENCH_CAPACITY_STEP", 100) as usize;
+    let max = env_or("STADION_BENCH_CAPACITY_MAX", 1000) as usize;
+    if step > 0 {
+        println!("# capacity: 2 Mb/s receivers on one node, 5 s per step");
+        println!("| receivers | lost | node cores |");
+        println!("|---|---|---|");
+        let mut n = step;
+        while n <= max {
+            let r = runtime.block_on(run_stadion(n, 2, 5));
+            println!("| {n} | {} | {:.3} |", r.lost, r.cores);
+            if r.lost > 0 {
+                break;
+            }
+            n += step;
+        }
+    }
+}
+
+/// What one side measured.
+struct Outcome {
+    lost: u64,
+    cores: f64,
+    pss_per_receiver_kib: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf only reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// Proportional set size in KiB: shared pages count once over the processes sharing them.
+fn pss_kib(pid: u32) -> f64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Sends the numbered, time-stamped feed to every address in `to` at `mbps` until `stop`.
+fn source(to: Vec<SocketAddr>, mbps: u64, epoch: Instant, stop: Arc<AtomicBool>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let per_sec = (mbps * 1_000_000 / (PAYLOAD as u64 * 8)) as f64;
+    let start = Instant::now();
+    let mut seq = 0u64;
+    let mut buf = [0x47u8; PAYLOAD];
+    while !stop.load(Ordering::Relaxed) {
+        let due = (start.elapsed().as_secs_f64() * per_sec) as u64;
+        while seq < due {
+            buf[1..9].copy_from_slice(&seq.to_be_bytes());
+            let sent = epoch.elapsed().as_nanos() as u64;
+            buf[9..17].copy_from_slice(&sent.to_be_bytes());
+            for addr in &to {
+                let _ = socket.send_to(&buf, addr);
+            }
+            seq += 1;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// What one receiver saw: numbers received and added delays in microseconds.
+#[derive(Default)]
+struct Seen {
+    numbers: Vec<u64>,
+    delays_us: Vec<u32>,
+}
+
+async fn receive(
+    addr: SocketAddr,
+    stream_id: Option<String>,
+    epoch: Instant,
+    seen: Arc<Mutex<Seen>>,
+    until: Instant,
+) {
+    let config = ConnectionConfig {
+        passphrase: Some(PASSPHRASE.into()),
+        stream_id,
+        latency: LATENCY,
+        peer_latency: LATENCY,
+        ..ConnectionConfig::default()
+    };
+    let mut conn = match stadion_srt_io::connect(addr, config).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("receiver could not connect to {addr}: {e}");
+            return;
+        }
+    };
+    while let Ok(Some(p)) =
+        tokio::time::timeout(until.saturating_duration_since(Instant::now()), conn.recv()).await
+    {
+        if p.len() < 17 {
+            continue;
+        }
+        let number = u64::from_be_bytes(p[1..9].try_into().unwrap());
+        let sent = u64::from_be_bytes(p[9..17].try_into().unwrap());
+        let now = epoch.elapsed().as_nanos() as u64;
+        let delay = now
+            .saturating_sub(sent)
+            .saturating_sub(LATENCY.as_nanos() as u64)
+            / 1000;
+        let mut s = seen.lock().unwrap();
+        s.numbers.push(number);
+        s.delays_us.push(u32::try_from(delay).unwrap_or(u32::MAX));
+    }
+}
+
+/// Runs the feed to `targets` and `n` receivers on `srt` addresses, measures `pids` while
+/// `secs` pass after a warm-up.
+async fn measure(
+    feed_to: Vec<SocketAddr>,
+    srt: Vec<(SocketAddr, Option<String>)>,
+    pids: &[u32],
+    mbps: u64,
+    secs: u64,
+) -> Outcome {
+    let epoch = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let warmup = Duration::from_secs(3);
+    let until = Instant::now() + warmup + Duration::from_secs(secs) + Duration::from_secs(1);
+    let mut tasks = Vec::new();
+    let mut seen = Vec::new();
+    for (addr, stream_id) in srt {
+        let s = Arc::new(Mutex::new(Seen::default()));
+        seen.push(s.clone());
+        tasks.push(tokio::spawn(receive(addr, stream_id, epoch, s, until)));
+        // libsrt's listeners take callers one at a time; stadion's take them in parallel.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let feeder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || source(feed_to, mbps, epoch, stop))
+    };
+    tokio::time::sleep(warmup).await;
+    let cpu0: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
+    let t0 = Instant::now();
+    let first_counted: Vec<usize> = seen
+        .iter()
+        .map(|s| s.lock().unwrap().numbers.len())
+        .collect();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let cpu1: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
+    let wall = t0.elapsed().as_secs_f64();
+    let pss: f64 = pids.iter().map(|&p| pss_kib(p)).sum();
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().unwrap();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut lost = 0;
+    let mut delays = Vec::new();
+    for (s, first) in seen.iter().zip(first_counted) {
+        let s = s.lock().unwrap();
+        // Loss is judged from the first payload seen in the window to the last one received.
+        let window = &s.numbers[first.min(s.numbers.len())..];
+        match (window.first(), window.last()) {
+            (Some(a), Some(b)) => {
+                let mut unique = window.to_vec();
+                unique.sort_unstable();
+                unique.dedup();
+                lost += (b - a + 1).saturating_sub(unique.len() as u64);
+            }
+            // A receiver that got nothing in the window lost everything the source sent.
+            _ => lost += (mbps * 1_000_000 / (PAYLOAD as u64 * 8)) * secs,
+        }
+        delays.extend_from_slice(&s.delays_us[first.min(s.delays_us.len())..]);
+    }
+    delays.sort_unstable();
+    let pct = |q: f64| {
+        delays
+            .get(((delays.len() as f64 * q) as usize).min(delays.len().saturating_sub(1)))
+            .map_or(f64::NAN, |&d| f64::from(d) / 1000.0)
+    };
+    Outcome {
+        lost,
+        cores: (cpu1 - cpu0) / wall,
+        pss_per_receiver_kib: pss,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
+}
+
+struct Reaped(Vec<Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn run_stadion(receivers: usize, mbps: u64, secs: u64) -> Outcome {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("--node-child")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the node child");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ports: Vec<u16> = line
+        .trim()
+        .strip_prefix("READY ")
+        .unwrap_or_else(|| panic!("node child said {line:?}"))
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let pid = child.id();
+    let _child = Reaped(vec![child]);
+    let idle = pss_kib(pid);
+    let srt: SocketAddr = ([127, 0, 0, 1], ports[0]).into();
+    let udp: SocketAddr = ([127, 0, 0, 1], ports[1]).into();
+    let stream_id = format!("#!::r={FLOW},u={RHB}");
+    let mut out = measure(
+        vec![udp],
+        (0..receivers)
+            .map(|_| (srt, Some(stream_id.clone())))
+            .collect(),
+        &[pid],
+        mbps,
+        secs,
+    )
+    .await;
+    out.pss_per_receiver_kib = (out.pss_per_receiver_kib - idle) / receivers as f64;
+    out
+}
+
+async fn run_relays(receivers: usize, mbps: u64, secs: u64) -> Outcome {
+    let mut children = Vec::new();
+    let mut feed = Vec::new();
+    let mut srt = Vec::new();
+    for _ in 0..receivers {
+        let in_port = free_port();
+        let out_port = free_port();
+        let child = Command::new("srt-live-transmit")
+            .args([
+                "-a:no".to_owned(),
+                "-q".to_owned(),
+                format!("udp://127.0.0.1:{in_port}"),
+                format!(
+                    "srt://127.0.0.1:{out_port}?mode=listener&passphrase={PASSPHRASE}&pbkeylen=16&latency=120"
+                ),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("srt-live-transmit (Debian's srt-tools) must be installed");
+        children.push(child);
+        feed.push(([127, 0, 0, 1], in_port).into());
+        srt.push((([127, 0, 0, 1], out_port).into(), None));
+    }
+    let pids: Vec<u32> = children.iter().map(Child::id).collect();
+    let _children = Reaped(children);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut out = measure(feed, srt, &pids, mbps, secs).await;
+    out.pss_per_receiver_kib /= receivers as f64;
+    out
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The node under test: control plane on a fresh SQLite file, one flow fed over UDP, one
+/// licence admitting every bench receiver. Prints `READY <srt port> <udp port>` and runs until
+/// its standard input closes.
+fn node_child() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use stadion_control::model::{Flow, OrgKind, Passphrase};
+        use stadion_control::store::{Actor, NewLicence};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        let control = stadion_control::ControlPlane::open(&url).await.unwrap();
+        let admin = Actor("bench".into());
+        let now = chrono::Utc::now();
+        let flow = control
+            .store()
+            .create_flow(
+                &admin,
+                Flow {
+                    id: uuid::Uuid::new_v4(),
+                    name: FLOW.into(),
+                    description: String::new(),
+                    venue: String::new(),
+                    event_code: String::new(),
+                    created_at: now,
+                },
+            )
+            .await
+            .unwrap();
+        let org = control
+            .store()
+            .create_org(&admin, RHB, OrgKind::RightsHolder)
+            .await
+            .unwrap();
+        control
+            .create_licence(
+                &admin,
+                NewLicence {
+                    org_id: org.id,
+                    flow_id: flow.id,
+                    valid_from: now - chrono::Duration::hours(1),
+                    valid_until: now + chrono::Duration::hours(10),
+                    max_concurrent_receivers: 100_000,
+                    allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
+                    encryption_required: true,
+                    passphrase: Passphrase::new(PASSPHRASE.into()).unwrap(),
+                },
+            )
+            .await
+            .unwrap();
+        let port = Arc::new(stadion_live::access::InProcess::new(control, "bench"));
+        let config = stadion_live::node::NodeConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            ..Default::default()
+        };
+        let node = stadion_live::node::LiveNode::start(port, config)
+            .await
+            .unwrap();
+        let bus = stadion_live::fanout::FlowBus::new(4096);
+        node.handle().attach_flow(FLOW, bus.clone()).await.unwrap();
+        let socket = stadion_live::udp::bind_source("127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let udp_port = socket.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok(n) = socket.recv(&mut buf).await {
+                bus.publish(Instant::now(), Bytes::copy_from_slice(&buf[..n]));
+            }
+        });
+        let mut stdout = std::io::stdout();
+        writeln!(
+            stdout,
+            "READY {} {udp_port}",
+            node.handle().listen_addr().port()
+        )
+        .unwrap();
+        stdout.flush().unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
+        node.stop().await;
+    });
+}
