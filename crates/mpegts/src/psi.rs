@@ -39,6 +39,16 @@ pub enum PsiError {
     Incomplete { table_id: u8 },
     #[error("expected table_id {expected:#04x}, found {found:#04x}")]
     TableId { expected: u8, found: u8 },
+    #[error(
+        "section_number {section_number} with last_section_number {last_section_number} \
+         (table_id {table_id:#04x}{rule})"
+    )]
+    SectionNumber {
+        table_id: u8,
+        section_number: u8,
+        last_section_number: u8,
+        rule: &'static str,
+    },
     #[error("section is {len} bytes, too short for its {field} at byte {offset}")]
     Truncated {
         field: &'static str,
@@ -228,6 +238,7 @@ fn finish_long_section(
     extension: u16,
     version: u8,
     current_next: bool,
+    [section_number, last_section_number]: [u8; 2],
     body: &[u8],
 ) -> Vec<u8> {
     let length = 5 + body.len() + 4;
@@ -237,7 +248,7 @@ fn finish_long_section(
     s.extend_from_slice(&(0xB000 | length as u16).to_be_bytes());
     s.extend_from_slice(&extension.to_be_bytes());
     s.push(0xC0 | ((version & 0x1F) << 1) | u8::from(current_next));
-    s.extend_from_slice(&[0, 0]);
+    s.extend_from_slice(&[section_number, last_section_number]);
     s.extend_from_slice(body);
     let crc = CRC_MPEG2.checksum(&s);
     s.extend_from_slice(&crc.to_be_bytes());
@@ -266,6 +277,14 @@ impl Pat {
     /// Parses a complete PAT section (as the assembler delivers it, CRC already checked).
     pub fn parse(section: &[u8]) -> Result<Self, PsiError> {
         let s = long_section(section, TABLE_ID_PAT)?;
+        if s.section_number > s.last_section_number {
+            return Err(PsiError::SectionNumber {
+                table_id: TABLE_ID_PAT,
+                section_number: s.section_number,
+                last_section_number: s.last_section_number,
+                rule: ": the section number is past the last",
+            });
+        }
         let programs = s
             .body
             .chunks_exact(4)
@@ -304,6 +323,7 @@ impl Pat {
             self.transport_stream_id,
             self.version,
             self.current_next,
+            [self.section_number, self.last_section_number],
             &body,
         )
     }
@@ -417,6 +437,14 @@ pub struct Pmt {
 impl Pmt {
     pub fn parse(section: &[u8]) -> Result<Self, PsiError> {
         let s = long_section(section, TABLE_ID_PMT)?;
+        if (s.section_number, s.last_section_number) != (0, 0) {
+            return Err(PsiError::SectionNumber {
+                table_id: TABLE_ID_PMT,
+                section_number: s.section_number,
+                last_section_number: s.last_section_number,
+                rule: ": a PMT is one section, numbered 0",
+            });
+        }
         let truncated = |field, offset| PsiError::Truncated {
             field,
             offset: offset + 8,
@@ -477,6 +505,7 @@ impl Pmt {
             self.program_number,
             self.version,
             self.current_next,
+            [0, 0],
             &body,
         )
     }
@@ -635,12 +664,20 @@ mod tests {
         }
 
         #[test]
-        fn pat_round_trips(tsid: u16, programs in proptest::collection::vec((any::<u16>(), 0u16..0x2000), 0..100)) {
+        fn pat_round_trips(tsid: u16, last: u8, n: u8, programs in proptest::collection::vec((any::<u16>(), 0u16..0x2000), 0..100)) {
             let pat = Pat { transport_stream_id: tsid, version: 1, current_next: true,
-                section_number: 0, last_section_number: 0,
+                section_number: n.min(last), last_section_number: last,
                 programs: programs.into_iter().map(|(program_number, pid)| PatEntry { program_number, pid }).collect() };
             let s = pat.to_section();
-            prop_assert_eq!(Pat::parse(check_section(&s).unwrap()).unwrap(), pat);
+            prop_assert_eq!(Pat::parse(check_section(&s).unwrap()).unwrap(), pat.clone());
+            if last < u8::MAX {
+                let past = Pat { section_number: last + 1, ..pat };
+                let refused = matches!(
+                    Pat::parse(check_section(&past.to_section()).unwrap()),
+                    Err(PsiError::SectionNumber { .. })
+                );
+                prop_assert!(refused);
+            }
         }
     }
 }
