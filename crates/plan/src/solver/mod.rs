@@ -328,7 +328,7 @@ impl<'d, 'a> Search<'d, 'a> {
     /// Selective route exchange: a run of `A`'s routes (by polar angle) replaces the
     /// closest run of `B`'s; nodes left out are reinserted by the local search.
     fn srex(&mut self, a: &Indiv, b: &Indiv) -> Vec<Vec<usize>> {
-        let angle_order = |ind: &Indiv| -> Vec<usize> {
+        let angle_order = |ind: &Indiv| -> Vec<(f64, usize)> {
             let mut rs: Vec<(f64, usize)> = ind
                 .routes
                 .iter()
@@ -346,7 +346,7 @@ impl<'d, 'a> Search<'d, 'a> {
                 })
                 .collect();
             rs.sort_by(|p, q| p.0.total_cmp(&q.0).then(p.1.cmp(&q.1)));
-            rs.into_iter().map(|(_, v)| v).collect()
+            rs
         };
         let (oa, ob) = (angle_order(a), angle_order(b));
         if oa.is_empty() || ob.is_empty() {
@@ -354,9 +354,18 @@ impl<'d, 'a> Search<'d, 'a> {
         }
         let k = self.rng.random_range(1..=oa.len().min(ob.len()));
         let start_a = self.rng.random_range(0..oa.len());
-        let start_b = self.rng.random_range(0..ob.len());
-        let from_a: Vec<usize> = (0..k).map(|i| oa[(start_a + i) % oa.len()]).collect();
-        let from_b: Vec<usize> = (0..k).map(|i| ob[(start_b + i) % ob.len()]).collect();
+        // B's run starts at the route nearest in angle to A's first, so that the runs overlap.
+        let angular = |x: f64, y: f64| {
+            let d = (x - y).abs() % std::f64::consts::TAU;
+            d.min(std::f64::consts::TAU - d)
+        };
+        let start_b = (0..ob.len())
+            .min_by(|&i, &j| {
+                angular(ob[i].0, oa[start_a].0).total_cmp(&angular(ob[j].0, oa[start_a].0))
+            })
+            .expect("non-empty");
+        let from_a: Vec<usize> = (0..k).map(|i| oa[(start_a + i) % oa.len()].1).collect();
+        let from_b: Vec<usize> = (0..k).map(|i| ob[(start_b + i) % ob.len()].1).collect();
         let n = self.data.nodes.len();
         let mut in_a = vec![false; n];
         for &v in &from_a {
