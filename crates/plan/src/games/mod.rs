@@ -19,10 +19,10 @@ pub use build::{Built, Direction, build};
 pub use input::{InputError, InputErrors, Scenario, ScenarioError};
 pub use report::{Kpis, Report};
 
-use crate::{CheckedCost, Solution, Violations};
+use crate::{CheckedCost, Solution, SolveConfig, SolveError, Violations, check};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Why a scenario could not be planned or written.
@@ -30,6 +30,8 @@ use thiserror::Error;
 pub enum GamesError {
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
+    #[error("solver: {0}")]
+    Solve(#[from] SolveError),
     #[error("the plan fails the checker: {0}")]
     Check(#[from] Violations),
     #[error("the plan is late on the road (time-of-day travel): {0}")]
@@ -48,6 +50,30 @@ pub struct Planned {
     pub checked: CheckedCost,
     pub report: Report,
     pub solve_time: Duration,
+}
+
+/// Builds the routing instance, solves it with `config`, checks the solution and reports it.
+pub fn plan(scenario: &Scenario, config: &SolveConfig) -> Result<Planned, GamesError> {
+    let built = build(scenario);
+    let started = Instant::now();
+    let solution = if built.instance.requests.is_empty() {
+        Solution::default()
+    } else {
+        crate::solve(&built.instance, config)?
+    };
+    let solve_time = started.elapsed();
+    let checked = check(&built.instance, &solution)?;
+    let report = report::report(scenario, &built, &solution, checked.cost);
+    if let Some(first) = report.road_violations.first() {
+        return Err(GamesError::Road(first.clone()));
+    }
+    Ok(Planned {
+        built,
+        solution,
+        checked,
+        report,
+        solve_time,
+    })
 }
 
 /// The planner's files, written by [`write`].
