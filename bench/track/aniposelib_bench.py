@@ -4,8 +4,9 @@ Reads the race written by `stadion track synth --exchange race.json` (per-frame 
 cameras in OpenCV terms, the athlete's 2D keypoints per camera, the true joints) and
 triangulates every frame with aniposelib's `CameraGroup.triangulate` (DLT over all views)
 and `CameraGroup.triangulate_ransac` (its outlier-rejecting method). Only the
-triangulation calls are timed; updating the cameras every frame is not. Prints one JSON
-object.
+triangulation calls are timed, in CPU time of this (single-threaded) process so that
+other load on a shared machine does not count; updating the cameras every frame is not.
+Prints one JSON object.
 """
 
 import json
@@ -41,12 +42,12 @@ def main(path, ransac_frames):
                     for j, k in enumerate(view):
                         if k is not None and k[2] >= 0.3:
                             pts[ci, j] = k[:2]
-                start = time.perf_counter()
+                start = time.process_time()
                 if method == "triangulate":
                     p3d = group.triangulate(pts, undistort=True)
                 else:
                     p3d = group.triangulate_ransac(pts, undistort=True, min_cams=2)[0]
-                took = time.perf_counter() - start
+                took = time.process_time() - start
                 if warm:
                     continue
                 seconds += took
