@@ -2,169 +2,22 @@
 //! flow's output (its bus) is checked with our TR 101 290 monitor and with ffprobe.
 
 mod common;
+mod ingest_support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
 use common::{Peer, free_port};
+use ingest_support::{feed, ffprobe_codecs, flow, receive, source, srt_publisher, wait_for};
 use rand::{Rng, SeedableRng};
-use stadion_live::fanout::BusReceiver;
-use stadion_live::flow::{
-    FailoverSettings, Flow, FlowConfig, FlowStatus, MergeSettings, Redundancy, SourceState,
-};
+use stadion_live::flow::{Flow, Redundancy, SourceState};
+use stadion_live::source::SourceKind;
 use stadion_live::source::srt::IngestListener;
-use stadion_live::source::{SourceConfig, SourceKind};
 use stadion_mpegts::tr101290::ErrorKind;
-use stadion_mpegts::{RtpPacket, TS_PACKET_SIZE, Tr101290Monitor};
+use stadion_mpegts::{RtpPacket, TS_PACKET_SIZE};
 use stadion_srt::ConnectionConfig;
 use tokio::net::UdpSocket;
-use tokio::sync::Mutex;
-
-/// ffmpeg arguments for a real-time 320x240 H.264 (2 Mb/s CBR) + AAC test feed of `seconds`.
-fn feed(seconds: u32, video: &str, tone: u32) -> Vec<String> {
-    let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-v", "error"]
-        .map(String::from)
-        .to_vec();
-    for input in [
-        format!("{video}=size=320x240:rate=25"),
-        format!("sine=frequency={tone}:sample_rate=48000"),
-    ] {
-        args.extend(["-re", "-f", "lavfi", "-i"].map(String::from));
-        args.push(input);
-    }
-    args.extend(
-        [
-            "-t",
-            &seconds.to_string(),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "25",
-            // Constant 2 Mb/s, as contribution feeds are (x264 pads with filler).
-            "-b:v",
-            "2M",
-            "-minrate",
-            "2M",
-            "-maxrate",
-            "2M",
-            "-bufsize",
-            "1M",
-            "-x264-params",
-            "nal-hrd=cbr",
-            "-c:a",
-            "aac",
-        ]
-        .map(String::from),
-    );
-    args
-}
-
-fn source(name: &str, kind: SourceKind) -> SourceConfig {
-    SourceConfig {
-        name: name.into(),
-        kind,
-    }
-}
-
-fn flow(name: &str, redundancy: Redundancy, sources: Vec<SourceConfig>) -> FlowConfig {
-    FlowConfig {
-        name: name.into(),
-        redundancy,
-        sources,
-        failover: FailoverSettings::default(),
-        merge: MergeSettings::default(),
-    }
-}
-
-/// What a receiver of the flow got: every chunk with its receive time.
-#[derive(Default)]
-struct Received {
-    chunks: Vec<(Instant, Bytes)>,
-}
-
-impl Received {
-    fn bytes(&self) -> Vec<u8> {
-        self.chunks.iter().flat_map(|(_, b)| b.to_vec()).collect()
-    }
-
-    /// Our monitor over the output, fed as it arrived.
-    fn monitor(&self) -> Tr101290Monitor {
-        let mut m = Tr101290Monitor::default();
-        for (at, b) in &self.chunks {
-            m.feed(*at, b);
-        }
-        m
-    }
-
-    /// The longest pause between two chunks.
-    fn longest_gap(&self) -> Duration {
-        self.chunks
-            .windows(2)
-            .map(|w| w[1].0 - w[0].0)
-            .max()
-            .unwrap_or_default()
-    }
-}
-
-/// Collects the bus into `Received` until the flow stops or the task is dropped.
-fn receive(mut bus: BusReceiver) -> Arc<Mutex<Received>> {
-    let got = Arc::new(Mutex::new(Received::default()));
-    let into = got.clone();
-    tokio::spawn(async move {
-        while let Some(chunk) = bus.next().await {
-            into.lock()
-                .await
-                .chunks
-                .push((Instant::now(), chunk.payload));
-        }
-    });
-    got
-}
-
-/// Polls the flow's status until `done` holds or `limit` passes; returns the last status.
-async fn wait_for(flow: &Flow, limit: Duration, done: impl Fn(&FlowStatus) -> bool) -> FlowStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        let s = flow.status().await.expect("flow runs");
-        if done(&s) || Instant::now() > deadline {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The codecs ffprobe finds in a TS file, sorted, each once.
-fn ffprobe_codecs(ts: &[u8]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("out.ts");
-    std::fs::write(&path, ts).unwrap();
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&path)
-        .output()
-        .expect("ffprobe runs");
-    let mut codecs: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect();
-    codecs.sort();
-    codecs.dedup();
-    codecs.join(",")
-}
 
 fn state_name(s: &SourceState) -> &'static str {
     match s {
@@ -208,22 +61,15 @@ async fn killing_the_main_srt_publisher_keeps_the_output_continuous() {
     );
     let flow = Flow::start(config, Some(ingest.clone())).await.unwrap();
     let got = receive(flow.bus().subscribe());
-    let url = format!("srt://{}", ingest.local_addr());
     let publish = |name: &str, passphrase: &str, video: &str, tone: u32| {
-        let mut args = feed(30, video, tone);
-        args.extend(
-            [
-                "-f",
-                "mpegts",
-                "-srt_streamid",
-                &format!("#!::r=ath-100m,m=publish,u={name}"),
-                "-passphrase",
-                passphrase,
-                &url,
-            ]
-            .map(String::from),
-        );
-        Peer::spawn("ffmpeg", &args)
+        srt_publisher(
+            ingest.local_addr(),
+            "ath-100m",
+            name,
+            passphrase,
+            video,
+            tone,
+        )
     };
     // The main encoder goes on air first (a backup alone at start-up would take the air
     // after the stall timeout, and the flow would return to the main one only after the
