@@ -544,6 +544,36 @@ mod tests {
     }
 
     #[test]
+    fn a_lossy_primary_is_degraded_and_left_seamlessly() {
+        let t0 = Instant::now();
+        let mut sw = FailoverSwitch::default();
+        let mut out = Vec::new();
+        for i in 0..300u32 {
+            let now = t0 + Duration::from_millis(u64::from(i));
+            let p = packet(0x100, (i % 16) as u8, i);
+            // From 100 ms on the primary loses every 10th packet: a continuity error each.
+            if i < 100 || i % 10 != 5 {
+                sw.push(Source::Primary, now, &p).unwrap();
+            }
+            sw.push(Source::Backup, now, &p).unwrap();
+            out.extend(drain(&mut sw));
+        }
+        let e = sw.poll_event().unwrap();
+        assert_eq!(
+            (e.to, e.reason, e.seamless),
+            (Source::Backup, SwitchReason::Degraded, true)
+        );
+        // The fifth loss (145) shows as a gap when 146 arrives.
+        assert_eq!(e.at, t0 + Duration::from_millis(146));
+        assert!(sw.poll_event().is_none(), "no return to a degraded primary");
+        // Before the switch the primary's losses went out; from the join on, the backup
+        // fills in even the packet the primary lost last.
+        let t = tags(&out);
+        let join = t.iter().position(|&x| x == 144).unwrap() + 1;
+        assert_eq!(t[join..], (145..300).collect::<Vec<_>>()[..]);
+    }
+
+    #[test]
     fn refuses_unaligned_chunks() {
         let mut sw = FailoverSwitch::default();
         assert!(
