@@ -448,3 +448,49 @@ async fn an_srt_caller_source_pulls_from_a_venue_listener() {
     assert_eq!(got.monitor().count(ErrorKind::ContinuityCount), 0);
     assert_eq!(ffprobe_codecs(&got.bytes()), "aac,h264");
 }
+
+/// A multicast UDP source: ffmpeg sends MPEG-TS to a group on the loopback interface; the
+/// flow joins the group there and passes the feed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multicast_udp_source_receives_an_ffmpeg_feed() {
+    let port = free_port();
+    let group = std::net::Ipv4Addr::new(239, 255, 77, (port % 250) as u8 + 1);
+    let config = flow(
+        "mcast",
+        Redundancy::Failover,
+        vec![source(
+            "main",
+            SourceKind::Udp {
+                address: SocketAddr::from((group, port)),
+                interface: Some(std::net::Ipv4Addr::LOCALHOST),
+            },
+        )],
+    );
+    let flow = Flow::start(config, None).await.unwrap();
+    let got = receive(flow.bus().subscribe());
+    let mut args = feed(4, "testsrc", 1000);
+    args.extend(
+        [
+            "-f",
+            "mpegts",
+            &format!("udp://{group}:{port}?localaddr=127.0.0.1&pkt_size=1316&ttl=1"),
+        ]
+        .map(String::from),
+    );
+    let encoder = Peer::spawn("ffmpeg", &args);
+    let s = wait_for(&flow, Duration::from_secs(20), |s| {
+        s.output.ts_packets > 2000
+    })
+    .await;
+    assert_eq!(
+        s.sources[0].state,
+        SourceState::Receiving,
+        "{:?}\n{}",
+        s.sources,
+        encoder.stderr()
+    );
+    assert!(s.sources[0].bitrate > 1_000_000, "{:?}", s.sources[0]);
+    let got = got.lock().await;
+    assert_eq!(got.monitor().count(ErrorKind::ContinuityCount), 0);
+    assert_eq!(ffprobe_codecs(&got.bytes()), "aac,h264");
+}
