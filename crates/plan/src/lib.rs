@@ -13,6 +13,16 @@
 //!   verifies every constraint ([`Violations`]).
 //! - [`read`]: Solomon / Gehring-Homberger and Li & Lim instances, SINTEF solution files and
 //!   the shipped BKS tables.
+//!
+//! How the solver treats the richer constraints: capacity, time windows, shifts, pair
+//! precedence and fleet limits are handled inside the local search (penalised, O(1) per
+//! move); maximum ride times are charged as time warp when solutions are compared, not per
+//! move; breaks are placed into the final schedule at the first point they fit; routes are
+//! planned as single trips (the model and checker accept reloads). Requests that no vehicle
+//! can serve even alone, or that the final repair has to drop, are returned as `unassigned`.
+//!
+//! Benchmark runs: `cargo run --release -p stadion-plan --example benchmark -- --time 10
+//! ../shared/data/vrp/solomon/*.txt` (add `--hierarchical` for Li & Lim / SINTEF).
 
 pub mod check;
 pub mod config;

@@ -262,6 +262,44 @@ impl<'a> Data<'a> {
         self.base_cost(v, s) + p.load * self.excess(v, s) as f64 + p.warp * s.warp
     }
 
+    /// Time by which rides on route `r` of vehicle `v` exceed their maximum, on the earliest
+    /// schedule; charged like time warp.
+    pub fn ride_excess(&self, v: usize, r: &[usize]) -> f64 {
+        if !self.ride_limits || r.is_empty() {
+            return 0.0;
+        }
+        let inst = self.inst;
+        let veh = &self.vehicles[v];
+        let first = &self.nodes[r[0]];
+        let mut t = veh
+            .shift_start
+            .max(first.early - inst.duration.get(veh.start, first.loc));
+        let mut here = veh.start;
+        let mut left = std::collections::HashMap::new();
+        let mut total = 0.0;
+        for &x in r {
+            let node = &self.nodes[x];
+            let start = (t + inst.duration.get(here, node.loc)).max(node.early);
+            t = start + node.service;
+            here = node.loc;
+            match (node.partner, node.side) {
+                (Some(_), crate::model::Side::Pickup) => {
+                    left.insert(node.request, t);
+                }
+                (Some(_), crate::model::Side::Delivery) => {
+                    if let (Some(max), Some(&l)) = (
+                        inst.requests[node.request].max_ride_time,
+                        left.get(&node.request),
+                    ) {
+                        total += (start - l - max).max(0.0);
+                    }
+                }
+                _ => {}
+            }
+        }
+        total
+    }
+
     /// Granular neighbourhoods: distance plus weighted waiting and time warp the pair would
     /// cause in either order (Vidal et al. 2013), symmetrised.
     fn proximity(&self, k: usize) -> Vec<Vec<usize>> {

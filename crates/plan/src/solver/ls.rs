@@ -76,7 +76,8 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             order: (0..n).collect(),
             last_tested: vec![0; n],
             step: 1,
-            prunable: data.vehicles.iter().all(|v| v.per_time == 0.0),
+            // Ride times can shrink when nodes are inserted (waits absorb delays): no bound.
+            prunable: !data.ride_limits && data.vehicles.iter().all(|v| v.per_time == 0.0),
             has_pairs: data.nodes.iter().any(|n| n.partner.is_some()),
         }
     }
@@ -147,6 +148,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
         } else {
             d.penalised(route.vehicle, &route.fwd[k + 1], self.pen)
         };
+        route.cost += self.pen.warp * d.ride_excess(route.vehicle, &route.nodes);
         route.penalty = if k == 0 {
             0.0
         } else {
@@ -184,6 +186,77 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
     fn travel_delta(&self, v: usize, old: &[(usize, usize)], new: &[(usize, usize)]) -> f64 {
         let sum = |e: &[(usize, usize)]| e.iter().map(|&(a, b)| self.d(a, b)).sum::<f64>();
         self.data.vehicles[v].per_distance * (sum(new) - sum(old))
+    }
+
+    /// Penalty for ride times over their maximum on `nodes` as a route of vehicle `v`.
+    fn ride_cost(&self, v: usize, nodes: &[usize]) -> f64 {
+        self.pen.warp * self.data.ride_excess(v, nodes)
+    }
+
+    /// Node lists of `ru` (and `rv` if different) after [`Self::exchange`].
+    fn exchange_lists(
+        &self,
+        ru: usize,
+        pu: usize,
+        n: usize,
+        rv: usize,
+        pv: usize,
+        m: usize,
+    ) -> (Vec<usize>, Option<Vec<usize>>) {
+        if ru != rv {
+            let (u, v) = (&self.routes[ru].nodes, &self.routes[rv].nodes);
+            let block_u = &u[pu - 1..pu - 1 + n];
+            if m == 0 {
+                let new_u = [&u[..pu - 1], &u[pu - 1 + n..]].concat();
+                let new_v = [&v[..pv], block_u, &v[pv..]].concat();
+                (new_u, Some(new_v))
+            } else {
+                let block_v = &v[pv - 1..pv - 1 + m];
+                let new_u = [&u[..pu - 1], block_v, &u[pu - 1 + n..]].concat();
+                let new_v = [&v[..pv - 1], block_u, &v[pv - 1 + m..]].concat();
+                (new_u, Some(new_v))
+            }
+        } else {
+            let old = &self.routes[ru].nodes;
+            let range = |i: usize, j: usize| if i <= j { &old[i - 1..j] } else { &old[0..0] };
+            let (a, b) = (pu, pu + n - 1);
+            let k = old.len();
+            let new = if m == 0 {
+                if pv < a {
+                    [
+                        range(1, pv),
+                        range(a, b),
+                        range(pv + 1, a - 1),
+                        range(b + 1, k),
+                    ]
+                    .concat()
+                } else {
+                    [
+                        range(1, a - 1),
+                        range(b + 1, pv),
+                        range(a, b),
+                        range(pv + 1, k),
+                    ]
+                    .concat()
+                }
+            } else {
+                let (c, d) = (pv, pv + m - 1);
+                let ((s1, e1), (s2, e2)) = if b < c {
+                    ((a, b), (c, d))
+                } else {
+                    ((c, d), (a, b))
+                };
+                [
+                    range(1, s1 - 1),
+                    range(s2, e2),
+                    range(e1 + 1, s2 - 1),
+                    range(s1, e1),
+                    range(e2 + 1, k),
+                ]
+                .concat()
+            };
+            (new, None)
+        }
     }
 
     fn same_rates(&self, a: usize, b: usize) -> bool {
@@ -428,66 +501,20 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             };
             self.eval(vu, &parts, false)
         };
+        let mut new = new;
+        if self.data.ride_limits {
+            let (lu, lv) = self.exchange_lists(ru, pu, n, rv, pv, m);
+            new += self.ride_cost(vu, &lu) + lv.map_or(0.0, |l| self.ride_cost(vv, &l));
+        }
         if new - old >= -EPS {
             return false;
         }
-        // Apply.
-        if ru != rv {
-            let block: Vec<usize> = self.routes[ru].nodes[pu - 1..pu - 1 + n].to_vec();
-            if m == 0 {
-                self.routes[ru].nodes.drain(pu - 1..pu - 1 + n);
-                self.routes[rv].nodes.splice(pv..pv, block);
-            } else {
-                let other: Vec<usize> = self.routes[rv]
-                    .nodes
-                    .splice(pv - 1..pv - 1 + m, block)
-                    .collect();
-                self.routes[ru].nodes.splice(pu - 1..pu - 1 + n, other);
-            }
-            self.update(ru);
+        let (lu, lv) = self.exchange_lists(ru, pu, n, rv, pv, m);
+        self.routes[ru].nodes = lu;
+        self.update(ru);
+        if let Some(lv) = lv {
+            self.routes[rv].nodes = lv;
             self.update(rv);
-        } else {
-            let old_nodes = self.routes[ru].nodes.clone();
-            let at = |p: usize| old_nodes[p - 1];
-            let range = |i: usize, j: usize| (i..=j).map(at).collect::<Vec<_>>();
-            let (a, b) = (pu, pu + n - 1);
-            let k = old_nodes.len();
-            let new_nodes: Vec<usize> = if m == 0 {
-                if pv < a {
-                    [
-                        range(1, pv),
-                        range(a, b),
-                        range(pv + 1, a - 1),
-                        range(b + 1, k),
-                    ]
-                    .concat()
-                } else {
-                    [
-                        range(1, a - 1),
-                        range(b + 1, pv),
-                        range(a, b),
-                        range(pv + 1, k),
-                    ]
-                    .concat()
-                }
-            } else {
-                let (c, d) = (pv, pv + m - 1);
-                let ((s1, e1), (s2, e2)) = if b < c {
-                    ((a, b), (c, d))
-                } else {
-                    ((c, d), (a, b))
-                };
-                [
-                    range(1, s1 - 1),
-                    range(s2, e2),
-                    range(e1 + 1, s2 - 1),
-                    range(s1, e1),
-                    range(e2 + 1, k),
-                ]
-                .concat()
-            };
-            self.routes[ru].nodes = new_nodes;
-            self.update(ru);
         }
         true
     }
@@ -612,7 +639,13 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             &[self.routes[rv].fwd[pv], self.tail_for(ru, pu + 1, vv)],
             pv == 0 && pu >= ku,
         );
-        if new_u + new_v - self.routes[ru].cost - self.routes[rv].cost >= -EPS {
+        let mut new = new_u + new_v;
+        if self.data.ride_limits {
+            let (u, v) = (&self.routes[ru].nodes, &self.routes[rv].nodes);
+            new += self.ride_cost(vu, &[&u[..pu], &v[pv..]].concat())
+                + self.ride_cost(vv, &[&v[..pv], &u[pu..]].concat());
+        }
+        if new - self.routes[ru].cost - self.routes[rv].cost >= -EPS {
             return false;
         }
         let tail_u: Vec<usize> = self.routes[ru].nodes.drain(pu..).collect();
@@ -695,7 +728,21 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
         let Some((new_v, i, j)) = insertion else {
             return false;
         };
-        if new_u + new_v - self.routes[ru].cost - self.routes[rv].cost >= -EPS {
+        let mut new = new_u + new_v;
+        if self.data.ride_limits {
+            let rest: Vec<usize> = self.routes[ru]
+                .nodes
+                .iter()
+                .copied()
+                .filter(|&x| x != p && x != d)
+                .collect();
+            let mut with = self.routes[rv].nodes.clone();
+            with.insert(j, d);
+            with.insert(i, p);
+            new += self.ride_cost(self.routes[ru].vehicle, &rest)
+                + self.ride_cost(self.routes[rv].vehicle, &with);
+        }
+        if new - self.routes[ru].cost - self.routes[rv].cost >= -EPS {
             return false;
         }
         self.routes[ru].nodes.retain(|&x| x != p && x != d);

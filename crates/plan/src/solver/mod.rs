@@ -68,7 +68,7 @@ impl Indiv {
             let seg = data.route_seg(v, r.iter().map(|&x| data.node_seg(x)));
             base += data.base_cost(v, &seg);
             excess += data.excess(v, &seg);
-            warp += seg.warp + ride_excess(data, v, r);
+            warp += seg.warp + data.ride_excess(v, r);
             vehicles += 1;
             for w in r.windows(2) {
                 succ[w[0]] = w[1];
@@ -102,44 +102,6 @@ impl Indiv {
             .count();
         broken as f64 / n as f64
     }
-}
-
-/// Time by which rides on route `r` of vehicle `v` exceed their maximum, on the earliest
-/// schedule. The local search does not see ride times; this makes the population see them.
-fn ride_excess(data: &Data, v: usize, r: &[usize]) -> f64 {
-    if !data.ride_limits {
-        return 0.0;
-    }
-    let inst = data.inst;
-    let veh = &data.vehicles[v];
-    let first = &data.nodes[r[0]];
-    let mut t = veh
-        .shift_start
-        .max(first.early - inst.duration.get(veh.start, first.loc));
-    let mut here = veh.start;
-    let mut left = std::collections::HashMap::new();
-    let mut total = 0.0;
-    for &x in r {
-        let node = &data.nodes[x];
-        let start = (t + inst.duration.get(here, node.loc)).max(node.early);
-        t = start + node.service;
-        here = node.loc;
-        match (node.partner, node.side) {
-            (Some(_), crate::model::Side::Pickup) => {
-                left.insert(node.request, t);
-            }
-            (Some(_), crate::model::Side::Delivery) => {
-                if let (Some(max), Some(&l)) = (
-                    inst.requests[node.request].max_ride_time,
-                    left.get(&node.request),
-                ) {
-                    total += (start - l - max).max(0.0);
-                }
-            }
-            _ => {}
-        }
-    }
-    total
 }
 
 /// A subpopulation: members with their mutual distances and biased fitness.
@@ -554,6 +516,30 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
         break;
     }
     report(&search, iteration);
+    // Nothing feasible in time: push the best infeasible solution hard towards feasibility
+    // before the last resort of dropping requests.
+    if search.best.is_none()
+        && let Some(inf) = search.best_infeasible.clone()
+    {
+        let mut routes = inf.routes;
+        for boost in [1e3, 1e6] {
+            search.ls.load(
+                &routes,
+                Penalties {
+                    load: search.pen.load * boost,
+                    warp: search.pen.warp * boost,
+                },
+            );
+            search.ls.search(&mut search.rng);
+            let ind = Indiv::new(&data, search.ls.export());
+            routes.clone_from(&ind.routes);
+            if ind.feasible() {
+                search.best = Some(ind);
+                break;
+            }
+            search.best_infeasible = Some(ind);
+        }
+    }
     let best = search
         .best
         .or(search.best_infeasible)
@@ -599,7 +585,9 @@ fn finish(data: &Data, routes: &[Vec<usize>]) -> Solution {
                             .filter(|&x| data.nodes[x].request != r)
                             .collect();
                         let s = data.route_seg(v, rest.iter().map(|&x| data.node_seg(x)));
-                        s.warp * 1e6 + data.excess(v, &s) as f64 * 1e6 + s.dist
+                        (s.warp + data.ride_excess(v, &rest)) * 1e6
+                            + data.excess(v, &s) as f64 * 1e6
+                            + s.dist
                     };
                     cost(a).total_cmp(&cost(b))
                 })
