@@ -119,6 +119,8 @@ pub enum FlowError {
         "flow {flow:?}: source {source_name:?} takes SRT publishers, but this node has no ingest listener"
     )]
     NoIngestListener { flow: String, source_name: String },
+    #[error("flow {flow:?} already takes SRT publishers on this node's ingest listener")]
+    NameTaken { flow: String },
     #[error("flow {flow:?}: source {source_name:?} cannot bind {address}: {error}")]
     Bind {
         flow: String,
@@ -331,61 +333,80 @@ impl Flow {
         ingest: Option<Arc<IngestListener>>,
     ) -> Result<Self, FlowError> {
         config.validate()?;
-        let (tx, rx) = mpsc::channel(SOURCE_QUEUE);
-        let mut tasks = Vec::new();
-        let mut counters = Vec::new();
-        let mut uses_ingest = false;
-        for (index, source) in config.sources.iter().enumerate() {
-            let stx = SourceTx {
-                index,
-                tx: tx.clone(),
-                counters: Arc::default(),
+        // Everything that can fail happens before anything is spawned or registered, so a
+        // refused flow leaves nothing behind.
+        let mut prepared = Vec::with_capacity(config.sources.len());
+        for source in &config.sources {
+            let bind = |address: SocketAddr, interface, rtp_only| {
+                crate::udp::bind_source(address, interface)
+                    .map(|socket| Prepared::Net { socket, rtp_only })
+                    .map_err(|error| FlowError::Bind {
+                        flow: config.name.clone(),
+                        source_name: source.name.clone(),
+                        address,
+                        error,
+                    })
             };
-            counters.push(stx.counters.clone());
-            let bind = |address: SocketAddr, interface| {
-                crate::udp::bind_source(address, interface).map_err(|error| FlowError::Bind {
-                    flow: config.name.clone(),
-                    source_name: source.name.clone(),
-                    address,
-                    error,
-                })
-            };
-            match &source.kind {
-                SourceKind::SrtListener { passphrase } => {
-                    let Some(ingest) = &ingest else {
+            prepared.push(match &source.kind {
+                SourceKind::SrtListener { passphrase } => match &ingest {
+                    Some(ingest) if ingest.has_flow(&config.name) => {
+                        return Err(FlowError::NameTaken {
+                            flow: config.name.clone(),
+                        });
+                    }
+                    Some(_) => Prepared::Listener {
+                        passphrase: passphrase.clone(),
+                    },
+                    None => {
                         return Err(FlowError::NoIngestListener {
                             flow: config.name.clone(),
                             source_name: source.name.clone(),
                         });
-                    };
-                    ingest.register(&config.name, &source.name, passphrase.clone(), stx);
-                    uses_ingest = true;
-                }
+                    }
+                },
                 SourceKind::SrtCaller {
                     address,
                     stream_id,
                     passphrase,
                     latency_ms,
-                } => {
-                    let srt = ConnectionConfig {
+                } => Prepared::Caller {
+                    address: *address,
+                    config: ConnectionConfig {
                         stream_id: stream_id.clone(),
                         passphrase: passphrase.clone(),
                         latency: latency_ms
                             .map(Duration::from_millis)
                             .unwrap_or(ConnectionConfig::default().latency),
                         ..ConnectionConfig::default()
-                    };
-                    tasks.push(tokio::spawn(crate::source::srt::run_caller(
-                        *address, srt, stx,
-                    )));
+                    },
+                },
+                SourceKind::Udp { address, interface } => bind(*address, *interface, false)?,
+                SourceKind::Rtp { address, interface } => bind(*address, *interface, true)?,
+            });
+        }
+        let (tx, rx) = mpsc::channel(SOURCE_QUEUE);
+        let mut tasks = Vec::new();
+        let mut counters = Vec::new();
+        let mut uses_ingest = false;
+        for (index, (source, prepared)) in config.sources.iter().zip(prepared).enumerate() {
+            let stx = SourceTx {
+                index,
+                tx: tx.clone(),
+                counters: Arc::default(),
+            };
+            counters.push(stx.counters.clone());
+            match prepared {
+                Prepared::Listener { passphrase } => {
+                    if let Some(ingest) = &ingest {
+                        ingest.register(&config.name, &source.name, passphrase, stx);
+                        uses_ingest = true;
+                    }
                 }
-                SourceKind::Udp { address, interface } => {
-                    let socket = bind(*address, *interface)?;
-                    tasks.push(tokio::spawn(crate::source::net::run(socket, false, stx)));
-                }
-                SourceKind::Rtp { address, interface } => {
-                    let socket = bind(*address, *interface)?;
-                    tasks.push(tokio::spawn(crate::source::net::run(socket, true, stx)));
+                Prepared::Caller { address, config } => tasks.push(tokio::spawn(
+                    crate::source::srt::run_caller(address, config, stx),
+                )),
+                Prepared::Net { socket, rtp_only } => {
+                    tasks.push(tokio::spawn(crate::source::net::run(socket, rtp_only, stx)))
                 }
             }
         }
@@ -419,6 +440,21 @@ impl Flow {
         self.commands.send(Command::Status(tx)).await.ok()?;
         rx.await.ok()
     }
+}
+
+/// A source ready to start: its socket bound, its settings checked.
+enum Prepared {
+    Listener {
+        passphrase: Option<String>,
+    },
+    Caller {
+        address: SocketAddr,
+        config: ConnectionConfig,
+    },
+    Net {
+        socket: tokio::net::UdpSocket,
+        rtp_only: bool,
+    },
 }
 
 /// A source as the flow's task sees it.

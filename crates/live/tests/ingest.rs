@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{Peer, free_port};
 use ingest_support::{feed, ffprobe_codecs, flow, receive, source, srt_publisher, wait_for};
 use rand::{Rng, SeedableRng};
-use stadion_live::flow::{Flow, Redundancy, SourceState};
+use stadion_live::flow::{Flow, FlowError, Redundancy, SourceState};
 use stadion_live::source::SourceKind;
 use stadion_live::source::srt::IngestListener;
 use stadion_mpegts::tr101290::ErrorKind;
@@ -178,7 +178,14 @@ async fn srt_publishers_are_refused_with_the_matching_code() {
             },
         )],
     );
-    let _flow = Flow::start(config, Some(ingest.clone())).await.unwrap();
+    let _flow = Flow::start(config.clone(), Some(ingest.clone()))
+        .await
+        .unwrap();
+    // A second flow of the same name cannot take its publishers.
+    assert!(matches!(
+        Flow::start(config, Some(ingest.clone())).await,
+        Err(FlowError::NameTaken { .. })
+    ));
     let call = |stream_id: &str, passphrase: Option<&str>| {
         let config = ConnectionConfig {
             stream_id: Some(stream_id.into()),
@@ -356,8 +363,12 @@ async fn a_udp_source_with_unaligned_payloads_is_refused_with_the_reason() {
             },
         )],
     );
-    let flow = Flow::start(config, None).await.unwrap();
+    let flow = Flow::start(config.clone(), None).await.unwrap();
     let mut bus = flow.bus().subscribe();
+    // The port is taken: a second flow on it is refused, naming the source and address.
+    let e = Flow::start(config, None).await.unwrap_err();
+    assert!(matches!(e, FlowError::Bind { .. }), "{e}");
+    assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
     let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for _ in 0..5 {
         // 204-byte packets (TS with Reed-Solomon parity) are not 188-aligned.

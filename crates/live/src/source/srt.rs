@@ -176,6 +176,11 @@ impl IngestListener {
             });
     }
 
+    /// Whether a running flow of this name takes publishers here.
+    pub(crate) fn has_flow(&self, flow: &str) -> bool {
+        lock(&self.registry).flows.contains_key(flow)
+    }
+
     /// Closes `flow` to publishers; connected ones end when the flow's queue closes.
     pub(crate) fn unregister(&self, flow: &str) {
         lock(&self.registry).flows.remove(flow);
