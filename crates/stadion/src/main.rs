@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod control;
+mod plan;
 
 /// stadion runs the cloud side of an Olympic-scale event.
 ///
@@ -36,6 +37,9 @@ enum Command {
     Version,
     #[command(flatten)]
     Control(Box<control::Command>),
+    /// Transport planning: solve routing benchmarks, plan a Games day from its schedule.
+    #[command(subcommand)]
+    Plan(plan::Command),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -59,5 +63,6 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Control(command) => control::run(*command),
+        Command::Plan(command) => plan::run(command),
     }
 }
