@@ -85,6 +85,8 @@ pub(crate) struct Data<'a> {
     pub vehicle_weight: f64,
     /// Whether any request has a maximum ride time.
     pub ride_limits: bool,
+    /// Whether routes need a full schedule to be judged (ride times or breaks).
+    pub exact_schedule: bool,
 }
 
 impl<'a> Data<'a> {
@@ -127,6 +129,8 @@ impl<'a> Data<'a> {
             max_dist,
             vehicle_weight,
             ride_limits: inst.requests.iter().any(|r| r.max_ride_time.is_some()),
+            exact_schedule: inst.requests.iter().any(|r| r.max_ride_time.is_some())
+                || inst.vehicle_types.iter().any(|t| !t.breaks.is_empty()),
         };
         for (request, r) in inst.requests.iter().enumerate() {
             let node = |side: Side, depot_load: i64, net: i64| {
@@ -260,6 +264,78 @@ impl<'a> Data<'a> {
     #[inline]
     pub fn penalised(&self, v: usize, s: &Seg, p: Penalties) -> f64 {
         self.base_cost(v, s) + p.load * self.excess(v, s) as f64 + p.warp * s.warp
+    }
+
+    /// Ride-time excess plus the extra time warp the vehicle's breaks cause.
+    pub fn schedule_excess(&self, v: usize, r: &[usize]) -> f64 {
+        if !self.exact_schedule {
+            return 0.0;
+        }
+        self.ride_excess(v, r) + self.break_excess(v, r)
+    }
+
+    /// Time warp added by placing each required break at its best place in route `r`.
+    fn break_excess(&self, v: usize, r: &[usize]) -> f64 {
+        let veh = &self.vehicles[v];
+        let breaks = &self.inst.vehicle_types[veh.vehicle_type].breaks;
+        if breaks.is_empty() || r.is_empty() {
+            return 0.0;
+        }
+        // Items: `Ok(node)` or `Err(break index)`; returns (warp, departure, end).
+        let sim = |items: &[Result<usize, usize>]| {
+            let inst = self.inst;
+            let mut here = veh.start;
+            let mut t = veh.shift_start;
+            if let Some(Ok(first)) = items.first() {
+                let n = &self.nodes[*first];
+                t = t.max(n.early - inst.duration.get(veh.start, n.loc));
+            }
+            let departure = t;
+            let mut warp = 0.0;
+            for item in items {
+                let (arrive, early, late, service) = match *item {
+                    Ok(x) => {
+                        let n = &self.nodes[x];
+                        let a = t + inst.duration.get(here, n.loc);
+                        here = n.loc;
+                        (a, n.early, n.late, n.service)
+                    }
+                    Err(b) => (
+                        t,
+                        breaks[b].window.start,
+                        breaks[b].window.end,
+                        breaks[b].duration,
+                    ),
+                };
+                let mut start = arrive.max(early);
+                if start > late {
+                    warp += start - late;
+                    start = late;
+                }
+                t = start + service;
+            }
+            let end = t + inst.duration.get(here, veh.end);
+            warp += (end - veh.shift_end).max(0.0);
+            (warp, departure, end)
+        };
+        let mut items: Vec<Result<usize, usize>> = r.iter().map(|&x| Ok(x)).collect();
+        let base = sim(&items).0;
+        for (b, br) in breaks.iter().enumerate() {
+            let (_, departure, end) = sim(&items);
+            if !(departure < br.window.end && end > br.window.start) {
+                continue;
+            }
+            let best = (0..=items.len())
+                .map(|at| {
+                    let mut with = items.clone();
+                    with.insert(at, Err(b));
+                    (sim(&with).0, with)
+                })
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .expect("at least one position");
+            items = best.1;
+        }
+        (sim(&items).0 - base).max(0.0)
     }
 
     /// Time by which rides on route `r` of vehicle `v` exceed their maximum, on the earliest

@@ -77,7 +77,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             last_tested: vec![0; n],
             step: 1,
             // Ride times can shrink when nodes are inserted (waits absorb delays): no bound.
-            prunable: !data.ride_limits && data.vehicles.iter().all(|v| v.per_time == 0.0),
+            prunable: !data.exact_schedule && data.vehicles.iter().all(|v| v.per_time == 0.0),
             has_pairs: data.nodes.iter().any(|n| n.partner.is_some()),
         }
     }
@@ -148,7 +148,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
         } else {
             d.penalised(route.vehicle, &route.fwd[k + 1], self.pen)
         };
-        route.cost += self.pen.warp * d.ride_excess(route.vehicle, &route.nodes);
+        route.cost += self.pen.warp * d.schedule_excess(route.vehicle, &route.nodes);
         route.penalty = if k == 0 {
             0.0
         } else {
@@ -188,9 +188,9 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
         self.data.vehicles[v].per_distance * (sum(new) - sum(old))
     }
 
-    /// Penalty for ride times over their maximum on `nodes` as a route of vehicle `v`.
+    /// Penalty for ride times over their maximum and break-induced warp on `nodes` as a route of vehicle `v`.
     fn ride_cost(&self, v: usize, nodes: &[usize]) -> f64 {
-        self.pen.warp * self.data.ride_excess(v, nodes)
+        self.pen.warp * self.data.schedule_excess(v, nodes)
     }
 
     /// Node lists of `ru` (and `rv` if different) after [`Self::exchange`].
@@ -502,7 +502,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             self.eval(vu, &parts, false)
         };
         let mut new = new;
-        if self.data.ride_limits {
+        if self.data.exact_schedule {
             let (lu, lv) = self.exchange_lists(ru, pu, n, rv, pv, m);
             new += self.ride_cost(vu, &lu) + lv.map_or(0.0, |l| self.ride_cost(vv, &l));
         }
@@ -640,7 +640,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             pv == 0 && pu >= ku,
         );
         let mut new = new_u + new_v;
-        if self.data.ride_limits {
+        if self.data.exact_schedule {
             let (u, v) = (&self.routes[ru].nodes, &self.routes[rv].nodes);
             new += self.ride_cost(vu, &[&u[..pu], &v[pv..]].concat())
                 + self.ride_cost(vv, &[&v[..pv], &u[pu..]].concat());
@@ -729,7 +729,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             return false;
         };
         let mut new = new_u + new_v;
-        if self.data.ride_limits {
+        if self.data.exact_schedule {
             let rest: Vec<usize> = self.routes[ru]
                 .nodes
                 .iter()

@@ -68,7 +68,7 @@ impl Indiv {
             let seg = data.route_seg(v, r.iter().map(|&x| data.node_seg(x)));
             base += data.base_cost(v, &seg);
             excess += data.excess(v, &seg);
-            warp += seg.warp + data.ride_excess(v, r);
+            warp += seg.warp + data.schedule_excess(v, r);
             vehicles += 1;
             for w in r.windows(2) {
                 succ[w[0]] = w[1];
@@ -585,7 +585,7 @@ fn finish(data: &Data, routes: &[Vec<usize>]) -> Solution {
                             .filter(|&x| data.nodes[x].request != r)
                             .collect();
                         let s = data.route_seg(v, rest.iter().map(|&x| data.node_seg(x)));
-                        (s.warp + data.ride_excess(v, &rest)) * 1e6
+                        (s.warp + data.schedule_excess(v, &rest)) * 1e6
                             + data.excess(v, &s) as f64 * 1e6
                             + s.dist
                     };
