@@ -39,6 +39,7 @@ async fn seed(control: &ControlPlane) {
             venue: "venue".into(),
             event_code: "EVT".into(),
             created_at: Utc::now(),
+            transport: None,
         };
         flows.push(store.create_flow(&actor, flow).await.unwrap().id);
     }

@@ -9,7 +9,10 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
+
+mod flows;
+mod usage;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
@@ -23,8 +26,7 @@ use uuid::Uuid;
 
 use crate::decision::{Denial, Grant};
 use crate::model::{
-    AuditEntry, Flow, Licence, LicenceState, OrgKind, Organisation, Passphrase, Role, TokenInfo,
-    User,
+    AuditEntry, Licence, LicenceState, OrgKind, Organisation, Passphrase, Role, TokenInfo, User,
 };
 use crate::problem::{ApiJson, ApiQuery, Problem};
 use crate::service::{AccessRequest, AuthError, ControlPlane, Principal};
@@ -71,8 +73,24 @@ pub fn router(control: ControlPlane) -> Router {
         .route("/users", get(list_users).post(create_user))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}/revoke", post(revoke_token))
-        .route("/flows", get(list_flows).post(create_flow))
-        .route("/flows/{id}", get(get_flow))
+        .route("/flows", get(flows::list_flows).post(flows::create_flow))
+        .route(
+            "/flows/{id}",
+            get(flows::get_flow)
+                .put(flows::update_flow)
+                .delete(flows::delete_flow),
+        )
+        .route("/flows/{id}/transport", put(flows::set_transport))
+        .route(
+            "/outputs",
+            get(flows::list_outputs).post(flows::create_output),
+        )
+        .route(
+            "/outputs/{id}",
+            get(flows::get_output).delete(flows::delete_output),
+        )
+        .route("/sessions", get(usage::list_sessions))
+        .route("/usage", get(usage::report))
         .route("/licences", get(list_licences).post(create_licence))
         .route("/licences/{id}", get(get_licence))
         .route("/licences/{id}/disable", post(disable_licence))
@@ -400,72 +418,6 @@ async fn revoke_token(
         return Err(Problem::not_found("token"));
     }
     Ok(Json(s.control.revoke_token(&p.actor(), &id).await?))
-}
-
-// ---- flows -------------------------------------------------------------------------------
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct NewFlow {
-    /// Unique name, used by data planes (e.g. in the SRT stream id).
-    name: String,
-    #[serde(default)]
-    description: String,
-    venue: String,
-    /// Sport / event code.
-    event_code: String,
-}
-
-/// The flow catalogue.
-#[utoipa::path(get, path = "/api/v1/flows", tag = "flows", responses((status = 200, body = Vec<Flow>)))]
-async fn list_flows(State(s): State<AppState>, auth: Auth) -> Result<Json<Vec<Flow>>, Problem> {
-    auth.require(ANY)?;
-    Ok(Json(s.control.store().list_flows().await?))
-}
-
-/// Creates a flow (host admin).
-#[utoipa::path(post, path = "/api/v1/flows", tag = "flows", request_body = NewFlow,
-    responses((status = 201, body = Flow), (status = 409, body = Problem)))]
-async fn create_flow(
-    State(s): State<AppState>,
-    auth: Auth,
-    ApiJson(body): ApiJson<NewFlow>,
-) -> Result<Response, Problem> {
-    let p = auth.require(ADMIN)?;
-    check_name("name", &body.name, MAX_NAME)?;
-    check_name("venue", &body.venue, MAX_NAME)?;
-    check_name("event_code", &body.event_code, MAX_NAME)?;
-    if body.description.chars().count() > MAX_TEXT {
-        return Err(Problem::invalid(
-            "description",
-            format!("at most {MAX_TEXT} characters"),
-        ));
-    }
-    let flow = Flow {
-        id: Uuid::new_v4(),
-        name: body.name,
-        description: body.description,
-        venue: body.venue,
-        event_code: body.event_code,
-        created_at: crate::store::now_micros(),
-    };
-    Ok(created(
-        s.control.store().create_flow(&p.actor(), flow).await?,
-    ))
-}
-
-/// One flow.
-#[utoipa::path(get, path = "/api/v1/flows/{id}", tag = "flows", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Flow), (status = 404, body = Problem)))]
-async fn get_flow(
-    State(s): State<AppState>,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> Result<Json<Flow>, Problem> {
-    auth.require(ANY)?;
-    Ok(Json(
-        s.control.store().get_flow(path_id(&id, "flow")?).await?,
-    ))
 }
 
 // ---- licences ----------------------------------------------------------------------------
@@ -812,9 +764,11 @@ impl utoipa::Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "stadion control plane", description = "Organisations, tokens, flows, broadcast licences, access decisions and the audit log. Errors are RFC 9457 problem documents."),
+    info(title = "stadion control plane", description = "Organisations, tokens, flows with their sources and push outputs, broadcast licences, access decisions, accounting and the audit log. Errors are RFC 9457 problem documents."),
     paths(healthz, readyz, metrics_text, openapi, me, list_orgs, create_org, get_org, list_users, create_user,
-        list_tokens, create_token, revoke_token, list_flows, create_flow, get_flow, list_licences, create_licence,
+        list_tokens, create_token, revoke_token, flows::list_flows, flows::create_flow, flows::get_flow,
+        flows::update_flow, flows::delete_flow, flows::set_transport, flows::list_outputs, flows::create_output,
+        flows::get_output, flows::delete_output, usage::list_sessions, usage::report, list_licences, create_licence,
         get_licence, disable_licence, enable_licence, revoke_licence, audit, decide),
     components(schemas(Problem, crate::decision::Refusal)),
     modifiers(&BearerAuth),

@@ -6,6 +6,8 @@
 //! - [`decision`]: the pure access rule and its SRT rejection codes.
 //! - [`store`]: portable SQL over `sqlx::Any`; every write one transaction with its audit entry.
 //! - [`ControlPlane`]: the store plus change notifications, token checks and the decision log.
+//! - [`transport`]: a flow's sources, redundancy and push outputs (the data plane's config).
+//! - [`usage`]: accounting of receiver sessions and delivered volume.
 //! - [`api`]: the axum router (`/api/v1/...`, OpenAPI, health, metrics).
 
 pub mod api;
@@ -15,6 +17,8 @@ pub mod model;
 mod problem;
 mod service;
 pub mod store;
+pub mod transport;
+pub mod usage;
 
 pub use decision::{Decision, Denial, Grant, Refusal};
 pub use service::{AccessRequest, AuthError, ControlEvent, ControlPlane, Principal};

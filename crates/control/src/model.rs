@@ -151,6 +151,10 @@ pub struct Flow {
     /// Sport / event code, e.g. `ATH-100M-M-FNL`.
     pub event_code: String,
     pub created_at: DateTime<Utc>,
+    /// Sources and redundancy. Absent for rights holders (not theirs to see); source
+    /// passphrases are shown to host admins only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<crate::transport::Transport>,
 }
 
 /// The entitlement of one rights holder to one flow.

@@ -233,8 +233,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
                 // field's path is its parent's.
                 let field = match backticked(&message) {
                     Some(name) if message.starts_with("missing field") => join_path(&path, name),
-                    Some(name) if message.starts_with("unknown field") && path == "." => {
-                        name.to_owned()
+                    Some(name) if message.starts_with("unknown field") => {
+                        if path.ends_with(name) {
+                            path
+                        } else {
+                            join_path(&path, name)
+                        }
                     }
                     _ if path == "." => "body".to_owned(),
                     _ => path,

@@ -2,23 +2,28 @@
 //! data plane listens to, the verified-token cache and the decision-log writer.
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{self, TokenSecret, VerifiedCache};
 use crate::decision::{self, Decision, Denial, Grant, Refusal, Terms};
-use crate::model::{Licence, LicenceState, OrgKind, Role, TokenInfo};
-use crate::store::{Actor, DecisionRow, NewAudit, NewLicence, Scope, Store, StoreError};
+use crate::model::{Flow, Licence, LicenceState, OrgKind, Role, TokenInfo};
+use crate::store::{
+    Actor, DecisionRow, FlowUpdate, NewAudit, NewLicence, NewOutput, Scope, Store, StoreError,
+};
+use crate::transport::{FlowSetup, PushOutput, Transport};
+use crate::usage::UsageRecord;
 
 /// A change the live data plane must react to (e.g. cut receivers of a disabled licence).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ControlEvent {
     /// A licence was created or changed state; re-check every session on it.
     LicenceChanged {
@@ -27,6 +32,17 @@ pub enum ControlEvent {
         flow: Uuid,
         new_state: LicenceState,
     },
+    /// An active licence's validity window ended (sent at `valid_until`, within milliseconds):
+    /// cut its receivers.
+    LicenceExpired {
+        licence_id: Uuid,
+        rhb_org: Uuid,
+        flow: Uuid,
+        valid_until: DateTime<Utc>,
+    },
+    /// A flow was created, deleted, or its transport, description or push outputs changed:
+    /// reload it with [`ControlPlane::flow_setup`] (not found: it was deleted).
+    FlowChanged { flow_id: Uuid },
     /// An API token was revoked.
     TokenRevoked { token_id: String },
 }
@@ -99,6 +115,8 @@ struct Inner {
     events: broadcast::Sender<ControlEvent>,
     verified: VerifiedCache,
     decision_log: mpsc::Sender<AuditJob>,
+    /// Wakes the expiry watcher when a licence changes (its next deadline may be sooner).
+    expiry_wake: Arc<Notify>,
 }
 
 /// The control plane as a value: clone it freely (it is an `Arc`), hold it in the data plane to
@@ -130,21 +148,26 @@ impl ControlPlane {
         let (events, _) = broadcast::channel(1024);
         let (decision_log, jobs) = mpsc::channel(4096);
         tokio::spawn(decision_log_writer(store.clone(), jobs));
-        ControlPlane {
-            inner: Arc::new(Inner {
-                store,
-                events,
-                verified: VerifiedCache::default(),
-                decision_log,
-            }),
-        }
+        let expiry_wake = Arc::new(Notify::new());
+        let inner = Arc::new(Inner {
+            store,
+            events,
+            verified: VerifiedCache::default(),
+            decision_log,
+            expiry_wake: expiry_wake.clone(),
+        });
+        tokio::spawn(expiry_watcher(Arc::downgrade(&inner), expiry_wake));
+        ControlPlane { inner }
     }
 
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
 
-    /// Subscribes to licence and token changes.
+    /// Subscribes to the changes a data plane acts on: licence state changes and expiries (cut
+    /// receivers within 1 s), flow configuration changes, token revocations. Events are sent
+    /// right after the change commits, in this process; a receiver that lags more than 1024
+    /// events gets `RecvError::Lagged` and should re-read what it runs.
     pub fn subscribe(&self) -> broadcast::Receiver<ControlEvent> {
         self.inner.events.subscribe()
     }
@@ -176,7 +199,7 @@ impl ControlPlane {
             .await?;
         let (id, secret) = match admin_token {
             Some(text) => TokenSecret::from_text(text).map_err(|message| StoreError::Invalid {
-                field: "STADION_ADMIN_TOKEN",
+                field: "STADION_ADMIN_TOKEN".into(),
                 message,
             })?,
             None => TokenSecret::generate(),
@@ -204,7 +227,7 @@ impl ControlPlane {
     ) -> Result<TokenInfo, StoreError> {
         let text = TokenSecret::from_text(secret.expose().to_owned())
             .map_err(|message| StoreError::Invalid {
-                field: "token",
+                field: "token".into(),
                 message,
             })?
             .1;
@@ -302,12 +325,88 @@ impl ControlPlane {
     }
 
     fn publish_licence(&self, l: &Licence) {
+        self.inner.expiry_wake.notify_one();
         self.publish(ControlEvent::LicenceChanged {
             licence_id: l.id,
             rhb_org: l.org_id,
             flow: l.flow_id,
             new_state: l.state,
         });
+    }
+
+    // ---- flows, outputs and accounting for the data plane -----------------------------------
+
+    /// Every flow with its transport (passphrases included) and push outputs: what a data
+    /// plane runs. Read it at start; re-read one flow on [`ControlEvent::FlowChanged`].
+    pub async fn flow_setups(&self) -> Result<Vec<FlowSetup>, StoreError> {
+        self.store().flow_setups().await
+    }
+
+    /// One flow, by id or name, with its transport and push outputs.
+    pub async fn flow_setup(&self, id_or_name: &str) -> Result<FlowSetup, StoreError> {
+        self.store().flow_setup(id_or_name).await
+    }
+
+    /// Creates a flow (with its transport, when given).
+    pub async fn create_flow(&self, actor: &Actor, flow: Flow) -> Result<Flow, StoreError> {
+        let flow = self.store().create_flow(actor, flow).await?;
+        self.publish(ControlEvent::FlowChanged { flow_id: flow.id });
+        Ok(flow)
+    }
+
+    pub async fn update_flow(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        update: FlowUpdate,
+    ) -> Result<Flow, StoreError> {
+        let flow = self.store().update_flow(actor, id, update).await?;
+        self.publish(ControlEvent::FlowChanged { flow_id: id });
+        Ok(flow)
+    }
+
+    /// Replaces a flow's sources and redundancy.
+    pub async fn set_flow_transport(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        transport: Transport,
+    ) -> Result<Flow, StoreError> {
+        let flow = self.store().set_transport(actor, id, transport).await?;
+        self.publish(ControlEvent::FlowChanged { flow_id: id });
+        Ok(flow)
+    }
+
+    pub async fn delete_flow(&self, actor: &Actor, id: Uuid) -> Result<Flow, StoreError> {
+        let flow = self.store().delete_flow(actor, id).await?;
+        self.publish(ControlEvent::FlowChanged { flow_id: id });
+        Ok(flow)
+    }
+
+    pub async fn create_output(
+        &self,
+        actor: &Actor,
+        new: NewOutput,
+    ) -> Result<PushOutput, StoreError> {
+        let out = self.store().create_output(actor, new).await?;
+        self.publish(ControlEvent::FlowChanged {
+            flow_id: out.flow_id,
+        });
+        Ok(out)
+    }
+
+    pub async fn delete_output(&self, actor: &Actor, id: Uuid) -> Result<PushOutput, StoreError> {
+        let out = self.store().delete_output(actor, id).await?;
+        self.publish(ControlEvent::FlowChanged {
+            flow_id: out.flow_id,
+        });
+        Ok(out)
+    }
+
+    /// Stores a batch of usage records (connects, deliveries, disconnects) in one transaction.
+    /// Call it every few seconds with what accumulated; on `Err` keep the batch and retry.
+    pub async fn record_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        self.store().record_usage(records).await
     }
 
     /// May `req.org` receive `req.flow` now, from `req.source`, with `req.connected` receivers
@@ -440,6 +539,52 @@ async fn decision_log_writer(store: Store, mut jobs: mpsc::Receiver<AuditJob>) {
         };
         for ack in acks {
             let _ = ack.send(ok);
+        }
+    }
+}
+
+/// Announces the end of active licences' validity windows. It sleeps until the next known
+/// window end, wakes early on a licence change, and looks at least once a second (licences
+/// written by another process); it stops when the control plane is dropped.
+async fn expiry_watcher(inner: Weak<Inner>, wake: Arc<Notify>) {
+    let mut since = Utc::now();
+    loop {
+        let Some(plane) = inner.upgrade() else { return };
+        if plane.store.pool().is_closed() {
+            return;
+        }
+        let now = Utc::now();
+        let next = match plane.store.licences_ending(since, now).await {
+            Ok((ended, next)) => {
+                for l in ended {
+                    let _ = plane.events.send(ControlEvent::LicenceExpired {
+                        licence_id: l.id,
+                        rhb_org: l.org_id,
+                        flow: l.flow_id,
+                        valid_until: l.valid_until,
+                    });
+                }
+                since = now;
+                next
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "checking licence expiries failed; retrying");
+                None
+            }
+        };
+        drop(plane);
+        let wait = next
+            .and_then(|t| (t - Utc::now()).to_std().ok())
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(1));
+        let wait = if next.is_none() {
+            Duration::from_secs(1)
+        } else {
+            wait
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = wake.notified() => {}
         }
     }
 }

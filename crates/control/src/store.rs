@@ -18,9 +18,13 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
 use uuid::Uuid;
 
+mod flows;
+mod usage;
+
+pub use flows::{FlowUpdate, NewOutput, OutputFilter};
+
 use crate::model::{
-    AuditEntry, Flow, Licence, LicenceState, OrgKind, Organisation, Passphrase, Role, TokenInfo,
-    User,
+    AuditEntry, Licence, LicenceState, OrgKind, Organisation, Passphrase, Role, TokenInfo, User,
 };
 
 /// Which database is behind the store.
@@ -35,17 +39,11 @@ pub enum StoreError {
     #[error("the store is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     #[error("`{field}`: {message}")]
-    Conflict {
-        field: &'static str,
-        message: String,
-    },
+    Conflict { field: String, message: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("`{field}`: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: String, message: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("unsupported store URL `{0}`: use sqlite://PATH or postgres://...")]
@@ -68,7 +66,7 @@ impl StoreError {
             | E::Protocol(_)
             | E::WorkerCrashed => StoreError::Unavailable(e),
             E::Database(ref db) if db.is_unique_violation() => StoreError::Conflict {
-                field,
+                field: field.into(),
                 message: "already exists".into(),
             },
             E::Database(ref db) if is_unavailable_code(db.code().as_deref()) => {
@@ -92,6 +90,15 @@ fn is_unavailable_code(code: Option<&str>) -> bool {
     }
     code.parse::<u32>()
         .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 14))
+}
+
+impl From<crate::transport::FieldError> for StoreError {
+    fn from(e: crate::transport::FieldError) -> Self {
+        StoreError::Invalid {
+            field: e.field,
+            message: e.message,
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -309,17 +316,6 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
     })
 }
 
-fn flow_from_row(row: &AnyRow) -> Result<Flow, StoreError> {
-    Ok(Flow {
-        id: uuid(&row.try_get::<String, _>("id")?)?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        venue: row.try_get("venue")?,
-        event_code: row.try_get("event_code")?,
-        created_at: time(row.try_get("created_at")?)?,
-    })
-}
-
 fn token_from_row(row: &AnyRow) -> Result<TokenInfo, StoreError> {
     Ok(TokenInfo {
         id: row.try_get("id")?,
@@ -508,7 +504,7 @@ impl Store {
                     let n: i64 = sqlx::query("SELECT COUNT(*) FROM organisations WHERE kind = 'host'")
                         .fetch_one(&mut *c).await?.try_get(0)?;
                     if n > 0 {
-                        return Err(StoreError::Conflict { field: "kind", message: "there is already a host organisation".into() });
+                        return Err(StoreError::Conflict { field: "kind".into(), message: "there is already a host organisation".into() });
                     }
                 }
                 sqlx::query("INSERT INTO organisations (id, name, kind, created_at) VALUES ($1, $2, $3, $4)")
@@ -566,7 +562,7 @@ impl Store {
                 let exists = sqlx::query("SELECT id FROM organisations WHERE id = $1")
                     .bind(org_id.to_string()).fetch_optional(&mut *c).await?;
                 if exists.is_none() {
-                    return Err(StoreError::Invalid { field: "org_id", message: "no such organisation".into() });
+                    return Err(StoreError::Invalid { field: "org_id".into(), message: "no such organisation".into() });
                 }
                 sqlx::query("INSERT INTO users (id, org_id, name, email, created_at) VALUES ($1, $2, $3, $4, $5)")
                     .bind(u.id.to_string()).bind(org_id.to_string()).bind(u.name.as_str()).bind(u.email.clone())
@@ -608,11 +604,11 @@ impl Store {
             Box::pin(async move {
                 let row = sqlx::query("SELECT u.org_id, o.kind FROM users u JOIN organisations o ON o.id = u.org_id WHERE u.id = $1")
                     .bind(user_id.to_string()).fetch_optional(&mut *c).await?
-                    .ok_or(StoreError::Invalid { field: "user_id", message: "no such user".into() })?;
+                    .ok_or(StoreError::Invalid { field: "user_id".into(), message: "no such user".into() })?;
                 let org_id = uuid(&row.try_get::<String, _>(0)?)?;
                 let kind = parse_enum(&row.try_get::<String, _>(1)?, OrgKind::parse)?;
                 if role.org_kind() != kind {
-                    return Err(StoreError::Invalid { field: "role", message: format!("role {role} is not for a {kind} organisation's user") });
+                    return Err(StoreError::Invalid { field: "role".into(), message: format!("role {role} is not for a {kind} organisation's user") });
                 }
                 let info = TokenInfo { id, user_id, org_id, role, label, created_at: now_micros(), revoked_at: None };
                 sqlx::query("INSERT INTO api_tokens (id, user_id, role, label, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -684,43 +680,6 @@ impl Store {
         Ok(info)
     }
 
-    // ---- flows --------------------------------------------------------------------------
-
-    pub async fn create_flow(&self, actor: &Actor, flow: Flow) -> Result<Flow, StoreError> {
-        let actor = actor.clone();
-        self.write("name", move |c| {
-            Box::pin(async move {
-                sqlx::query("INSERT INTO flows (id, name, description, venue, event_code, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-                    .bind(flow.id.to_string()).bind(flow.name.as_str()).bind(flow.description.as_str())
-                    .bind(flow.venue.as_str()).bind(flow.event_code.as_str()).bind(micros(flow.created_at))
-                    .execute(&mut *c).await.map_err(|e| StoreError::from_sqlx(e, "name"))?;
-                let mut a = NewAudit::change(&actor, "flow.create", format!("flow/{}", flow.id), flow.name.clone());
-                a.flow_id = Some(flow.id);
-                Ok((flow, vec![a]))
-            })
-        }).await
-    }
-
-    pub async fn list_flows(&self) -> Result<Vec<Flow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, name, description, venue, event_code, created_at FROM flows ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(flow_from_row).collect()
-    }
-
-    pub async fn get_flow(&self, id: Uuid) -> Result<Flow, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, description, venue, event_code, created_at FROM flows WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound("flow"))?;
-        flow_from_row(&row)
-    }
-
     // ---- licences -----------------------------------------------------------------------
 
     pub async fn create_licence(
@@ -733,13 +692,13 @@ impl Store {
             Box::pin(async move {
                 let kind = sqlx::query("SELECT kind FROM organisations WHERE id = $1")
                     .bind(new.org_id.to_string()).fetch_optional(&mut *c).await?
-                    .ok_or(StoreError::Invalid { field: "org_id", message: "no such organisation".into() })?;
+                    .ok_or(StoreError::Invalid { field: "org_id".into(), message: "no such organisation".into() })?;
                 if kind.try_get::<String, _>(0)? != OrgKind::RightsHolder.as_str() {
-                    return Err(StoreError::Invalid { field: "org_id", message: "licences are held by rights-holding organisations".into() });
+                    return Err(StoreError::Invalid { field: "org_id".into(), message: "licences are held by rights-holding organisations".into() });
                 }
                 sqlx::query("SELECT id FROM flows WHERE id = $1")
                     .bind(new.flow_id.to_string()).fetch_optional(&mut *c).await?
-                    .ok_or(StoreError::Invalid { field: "flow_id", message: "no such flow".into() })?;
+                    .ok_or(StoreError::Invalid { field: "flow_id".into(), message: "no such flow".into() })?;
                 let now = now_micros();
                 let l = Licence {
                     id: Uuid::new_v4(), org_id: new.org_id, flow_id: new.flow_id, valid_from: new.valid_from,
@@ -830,7 +789,7 @@ impl Store {
                 }
                 if l.state == LicenceState::Revoked {
                     return Err(StoreError::Conflict {
-                        field: "state",
+                        field: "state".into(),
                         message: "the licence is revoked, which is final".into(),
                     });
                 }
@@ -856,6 +815,33 @@ impl Store {
             })
         })
         .await
+    }
+
+    /// Active licences whose window ended in `(since, now]`, and the next window end after
+    /// `now` (for the expiry watcher).
+    pub(crate) async fn licences_ending(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Licence>, Option<DateTime<Utc>>), StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {LICENCE_COLUMNS} FROM licences l WHERE l.state = 'active' AND l.valid_until > $1 \
+             ORDER BY l.valid_until LIMIT 1000"
+        ))
+        .bind(micros(since))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut ended = Vec::new();
+        for row in &rows {
+            let l = licence_from_row(row)?;
+            if l.valid_until > now {
+                return Ok((ended, Some(l.valid_until)));
+            }
+            ended.push(l);
+        }
+        // A full page of ended licences: look again right away.
+        let next = (rows.len() == 1000).then_some(now);
+        Ok((ended, next))
     }
 
     // ---- access decision and audit ------------------------------------------------------

@@ -54,6 +54,47 @@ pub enum Command {
         #[command(subcommand)]
         command: LicenceCommand,
     },
+    /// Push outputs: a flow sent to a rights holder's own SRT listener or UDP address.
+    Output {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: OutputCommand,
+    },
+    /// Delivered volume per rights holder and flow (for billing).
+    Usage {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only this organisation (name or id).
+        #[arg(long)]
+        org: Option<String>,
+        /// Only this flow (name or id).
+        #[arg(long)]
+        flow: Option<String>,
+        /// From this hour on (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Receiver sessions, newest first.
+    Sessions {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only this organisation (name or id).
+        #[arg(long)]
+        org: Option<String>,
+        /// Only this flow (name or id).
+        #[arg(long)]
+        flow: Option<String>,
+        /// Only sessions connected now.
+        #[arg(long)]
+        open: bool,
+        /// Most sessions to show (1-1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Read the audit log (oldest first; page with --after).
     Audit {
         #[command(flatten)]
@@ -269,6 +310,16 @@ impl Client {
         let auth = format!("Bearer {}", self.token);
         let sent = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &auth)
+                .call(),
+            ("PUT", Some(body)) => self
+                .agent
+                .put(&url)
+                .header("Authorization", &auth)
+                .send_json(body),
             (_, Some(body)) => self
                 .agent
                 .post(&url)
@@ -372,6 +423,41 @@ const TOKEN_COLUMNS: &[(&str, &str)] = &[
     ("user", "user_id"),
     ("created", "created_at"),
     ("revoked", "revoked_at"),
+];
+const SOURCE_COLUMNS: &[(&str, &str)] = &[
+    ("name", "name"),
+    ("kind", "kind"),
+    ("address", "address"),
+    ("interface", "interface"),
+    ("stream id", "stream_id"),
+    ("passphrase", "passphrase"),
+];
+const OUTPUT_COLUMNS: &[(&str, &str)] = &[
+    ("id", "id"),
+    ("name", "name"),
+    ("flow", "flow_id"),
+    ("licence", "licence_id"),
+    ("org", "org_id"),
+    ("target", "target"),
+];
+const USAGE_COLUMNS: &[(&str, &str)] = &[
+    ("org", "org_name"),
+    ("flow", "flow_name"),
+    ("bytes", "bytes"),
+    ("packets", "packets"),
+    ("sessions", "sessions"),
+    ("open", "open_sessions"),
+];
+const SESSION_COLUMNS: &[(&str, &str)] = &[
+    ("id", "id"),
+    ("org", "org_id"),
+    ("flow", "flow_id"),
+    ("kind", "kind"),
+    ("peer", "peer"),
+    ("connected", "connected_at"),
+    ("disconnected", "disconnected_at"),
+    ("reason", "disconnect_reason"),
+    ("bytes", "bytes"),
 ];
 const FLOW_COLUMNS: &[(&str, &str)] = &[
     ("id", "id"),
@@ -490,7 +576,73 @@ pub enum FlowCommand {
         /// Free text.
         #[arg(long, default_value = "")]
         description: String,
+        /// JSON file with the sources and redundancy (see `docs/control.md`); `-` reads
+        /// standard input.
+        #[arg(long, value_name = "FILE")]
+        transport: Option<PathBuf>,
     },
+    /// Show one flow with its sources (passphrases for host admins only).
+    Show {
+        /// Flow name or id.
+        flow: String,
+    },
+    /// Replace a flow's sources and redundancy from a JSON file (`-`: standard input).
+    SetTransport {
+        /// Flow name or id.
+        flow: String,
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Delete a flow that no licence refers to.
+    Delete {
+        /// Flow name or id.
+        flow: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutputCommand {
+    /// List push outputs.
+    List {
+        /// Only this flow (name or id).
+        #[arg(long)]
+        flow: Option<String>,
+    },
+    /// Push a flow to a rights holder under one of its licences.
+    Create {
+        /// Flow name or id.
+        #[arg(long)]
+        flow: String,
+        /// The licence (id) the push is made under.
+        #[arg(long)]
+        licence: String,
+        /// Unique name within the flow.
+        #[arg(long)]
+        name: String,
+        /// `srt-caller` (encrypted with the licence's passphrase) or `udp` (clear).
+        #[arg(long, value_enum)]
+        kind: PushKind,
+        /// Destination IP:PORT, inside the licence's allowed networks.
+        #[arg(long)]
+        address: String,
+        /// SRT stream ID to send.
+        #[arg(long)]
+        stream_id: Option<String>,
+        /// SRT latency in milliseconds.
+        #[arg(long)]
+        latency_ms: Option<u64>,
+    },
+    /// Remove a push output.
+    Delete {
+        /// Output id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PushKind {
+    SrtCaller,
+    Udp,
 }
 
 #[derive(Debug, Subcommand)]
@@ -606,6 +758,16 @@ pub struct AuditArgs {
     limit: u32,
 }
 
+/// Reads a JSON document from a file, or from standard input for `-`.
+fn read_json(path: &std::path::Path) -> anyhow::Result<Value> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
 fn query_string(pairs: &[(&str, Option<String>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
@@ -700,12 +862,127 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let c = Client::new(client)?;
             let out = match command {
                 FlowCommand::List => c.get("/api/v1/flows")?,
-                FlowCommand::Create { name, venue, event_code, description } => c.post(
-                    "/api/v1/flows",
-                    json!({"name": name, "venue": venue, "event_code": event_code, "description": description}),
-                )?,
+                FlowCommand::Create {
+                    name,
+                    venue,
+                    event_code,
+                    description,
+                    transport,
+                } => {
+                    let transport = transport.map(|f| read_json(&f)).transpose()?;
+                    c.post(
+                        "/api/v1/flows",
+                        json!({"name": name, "venue": venue, "event_code": event_code, "description": description, "transport": transport}),
+                    )?
+                }
+                FlowCommand::Show { flow } => {
+                    let id = c.resolve("/api/v1/flows", "flow", &flow)?;
+                    let f = c.get(&format!("/api/v1/flows/{}", encode(&id)))?;
+                    if !c.json {
+                        c.show(&f, FLOW_COLUMNS);
+                        println!("redundancy: {}", cell(&f["transport"]["redundancy"]));
+                        c.show(&f["transport"]["sources"], SOURCE_COLUMNS);
+                        return Ok(());
+                    }
+                    f
+                }
+                FlowCommand::SetTransport { flow, file } => {
+                    let id = c.resolve("/api/v1/flows", "flow", &flow)?;
+                    c.call(
+                        "PUT",
+                        &format!("/api/v1/flows/{}/transport", encode(&id)),
+                        Some(read_json(&file)?),
+                    )?
+                }
+                FlowCommand::Delete { flow } => {
+                    let id = c.resolve("/api/v1/flows", "flow", &flow)?;
+                    c.call("DELETE", &format!("/api/v1/flows/{}", encode(&id)), None)?
+                }
             };
             c.show(&out, FLOW_COLUMNS);
+            Ok(())
+        }
+        Command::Output { client, command } => {
+            let c = Client::new(client)?;
+            let out = match command {
+                OutputCommand::List { flow } => {
+                    let flow = flow
+                        .map(|f| c.resolve("/api/v1/flows", "flow", &f))
+                        .transpose()?;
+                    c.get(&format!(
+                        "/api/v1/outputs{}",
+                        query_string(&[("flow_id", flow)])
+                    ))?
+                }
+                OutputCommand::Create {
+                    flow,
+                    licence,
+                    name,
+                    kind,
+                    address,
+                    stream_id,
+                    latency_ms,
+                } => {
+                    let flow_id = c.resolve("/api/v1/flows", "flow", &flow)?;
+                    let target = match kind {
+                        PushKind::SrtCaller => {
+                            json!({"kind": "srt_caller", "address": address, "stream_id": stream_id, "latency_ms": latency_ms})
+                        }
+                        PushKind::Udp => json!({"kind": "udp", "address": address}),
+                    };
+                    c.post("/api/v1/outputs", json!({"flow_id": flow_id, "licence_id": licence, "name": name, "target": target}))?
+                }
+                OutputCommand::Delete { id } => {
+                    c.call("DELETE", &format!("/api/v1/outputs/{}", encode(&id)), None)?
+                }
+            };
+            c.show(&out, OUTPUT_COLUMNS);
+            Ok(())
+        }
+        Command::Usage {
+            client,
+            org,
+            flow,
+            since,
+            until,
+        } => {
+            let c = Client::new(client)?;
+            let org = org
+                .map(|o| c.resolve("/api/v1/orgs", "organisation", &o))
+                .transpose()?;
+            let flow = flow
+                .map(|f| c.resolve("/api/v1/flows", "flow", &f))
+                .transpose()?;
+            let q = query_string(&[
+                ("org_id", org),
+                ("flow_id", flow),
+                ("since", since),
+                ("until", until),
+            ]);
+            c.show(&c.get(&format!("/api/v1/usage{q}"))?, USAGE_COLUMNS);
+            Ok(())
+        }
+        Command::Sessions {
+            client,
+            org,
+            flow,
+            open,
+            limit,
+        } => {
+            let c = Client::new(client)?;
+            let org = org
+                .map(|o| c.resolve("/api/v1/orgs", "organisation", &o))
+                .transpose()?;
+            let flow = flow
+                .map(|f| c.resolve("/api/v1/flows", "flow", &f))
+                .transpose()?;
+            let q = query_string(&[
+                ("org_id", org),
+                ("flow_id", flow),
+                ("open", open.then(|| "true".to_owned())),
+                ("limit", Some(limit.to_string())),
+            ]);
+            c.show(&c.get(&format!("/api/v1/sessions{q}"))?, SESSION_COLUMNS);
             Ok(())
         }
         Command::Licence { client, command } => licence(Client::new(client)?, command),
