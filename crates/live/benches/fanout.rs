@@ -402,14 +402,16 @@ fn node_child() {
             .store()
             .create_flow(
                 &admin,
-                Flow {
-                    id: uuid::Uuid::new_v4(),
-                    name: FLOW.into(),
-                    description: String::new(),
-                    venue: String::new(),
-                    event_code: String::new(),
-                    created_at: now,
-                },
+                // Built from JSON so that fields the control plane adds later take defaults.
+                serde_json::from_value::<Flow>(serde_json::json!({
+                    "id": uuid::Uuid::new_v4(),
+                    "name": FLOW,
+                    "description": "",
+                    "venue": "",
+                    "event_code": "",
+                    "created_at": now,
+                }))
+                .unwrap(),
             )
             .await
             .unwrap();

@@ -269,7 +269,7 @@ impl InProcess {
                             state,
                         });
                     }
-                    Ok(ControlEvent::TokenRevoked { .. }) => {}
+                    Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::error!(missed, "control plane changes lost by the live node");
                     }

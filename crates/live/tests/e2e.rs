@@ -50,14 +50,16 @@ impl Env {
         let url = format!("sqlite://{}", dir.path().join("stadion.db").display());
         let control = ControlPlane::open(&url).await.unwrap();
         let admin = Actor("user/test-admin".into());
-        let flow = Flow {
-            id: Uuid::new_v4(),
-            name: FLOW.into(),
-            description: "men's 100 m final, clean feed".into(),
-            venue: "Stade de France".into(),
-            event_code: "ATH-100M-M-FNL".into(),
-            created_at: Utc::now(),
-        };
+        // Built from JSON so that fields the control plane adds later take their defaults.
+        let flow: Flow = serde_json::from_value(serde_json::json!({
+            "id": Uuid::new_v4(),
+            "name": FLOW,
+            "description": "men's 100 m final, clean feed",
+            "venue": "Stade de France",
+            "event_code": "ATH-100M-M-FNL",
+            "created_at": Utc::now(),
+        }))
+        .unwrap();
         let flow_id = control.store().create_flow(&admin, flow).await.unwrap().id;
         let port = Arc::new(InProcess::new(control.clone(), "test"));
         let config = NodeConfig {
