@@ -392,7 +392,7 @@ fn unserved(scenario: &Scenario, built: &Built, solution: &Solution) -> Vec<Unse
         (
             built.load_of_request[r],
             format!(
-                "the fleet is too small: every one of the {fleet_size} vehicles that could reach it in time is busy with other loads"
+                "no place for it in the plan: some vehicle could carry it alone, but the solver fit it into none of the {fleet_size} vehicles' days within the time limit (a larger fleet or a longer search may)"
             ),
         )
     });
