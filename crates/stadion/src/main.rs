@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod control;
 mod plan;
+mod track;
 
 /// stadion runs the cloud side of an Olympic-scale event.
 ///
@@ -40,6 +41,9 @@ enum Command {
     /// Transport planning: solve routing benchmarks, plan a Games day from its schedule.
     #[command(subcommand)]
     Plan(plan::Command),
+    /// Athlete tracking: multi-camera 3D skeletons, sprint biomechanics, live metrics.
+    #[command(subcommand)]
+    Track(track::Command),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -64,5 +68,6 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Control(command) => control::run(*command),
         Command::Plan(command) => plan::run(command),
+        Command::Track(command) => track::run(command),
     }
 }
