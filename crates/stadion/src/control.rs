@@ -121,8 +121,17 @@ pub struct ServeArgs {
     /// Name of the host organisation created on first start [default: host].
     #[arg(long, env = "STADION_HOST_NAME", value_name = "NAME")]
     host_name: Option<String>,
-    /// TOML file with any of `data_dir`, `listen`, `store`, `host_name`; flags and environment
-    /// variables override it.
+    /// UDP address where venue encoders publish flows over SRT [default: 0.0.0.0:9000].
+    #[arg(long, env = "STADION_SRT_INGEST", value_name = "ADDR:PORT")]
+    srt_ingest: Option<SocketAddr>,
+    /// UDP address where broadcasters receive flows over SRT [default: 0.0.0.0:9001].
+    #[arg(long, env = "STADION_SRT_RECEIVE", value_name = "ADDR:PORT")]
+    srt_receive: Option<SocketAddr>,
+    /// SRT latency offered to encoders and broadcasters, in milliseconds [default: 120].
+    #[arg(long, env = "STADION_SRT_LATENCY_MS", value_name = "MS")]
+    srt_latency_ms: Option<u64>,
+    /// TOML file with any of `data_dir`, `listen`, `store`, `host_name`, `srt_ingest`,
+    /// `srt_receive`, `srt_latency_ms`; flags and environment variables override it.
     #[arg(long, env = "STADION_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -135,6 +144,9 @@ struct ConfigFile {
     listen: Option<SocketAddr>,
     store: Option<String>,
     host_name: Option<String>,
+    srt_ingest: Option<SocketAddr>,
+    srt_receive: Option<SocketAddr>,
+    srt_latency_ms: Option<u64>,
 }
 
 /// Settings after merging flags > environment > file > defaults.
@@ -144,6 +156,7 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub store: String,
     pub host_name: String,
+    pub live: crate::live::LiveSettings,
 }
 
 impl ServeArgs {
@@ -176,6 +189,19 @@ impl ServeArgs {
                 .unwrap_or_else(|| "host".into()),
             data_dir,
             store,
+            live: crate::live::LiveSettings {
+                ingest: self
+                    .srt_ingest
+                    .or(file.srt_ingest)
+                    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9000))),
+                receive: self
+                    .srt_receive
+                    .or(file.srt_receive)
+                    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9001))),
+                latency: std::time::Duration::from_millis(
+                    self.srt_latency_ms.or(file.srt_latency_ms).unwrap_or(120),
+                ),
+            },
         })
     }
 }
@@ -225,11 +251,12 @@ pub async fn open_control_plane(config: &ServeConfig) -> anyhow::Result<ControlP
     Ok(control)
 }
 
-/// Runs every service of `stadion serve` on the control plane until Ctrl-C. The HTTP server
-/// carries the control API; further services (the live data plane) start here beside it and
-/// share `control`.
+/// Runs every service of `stadion serve` on the control plane until Ctrl-C: the HTTP server
+/// with the control API and the live outputs status, and the live data plane beside it.
 pub async fn run_services(config: &ServeConfig, control: ControlPlane) -> anyhow::Result<()> {
-    let app = stadion_control::api::router(control);
+    let (data_plane, live_routes) =
+        crate::live::DataPlane::start(control.clone(), &config.live).await?;
+    let app = stadion_control::api::router(control).merge(live_routes);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -239,12 +266,14 @@ pub async fn run_services(config: &ServeConfig, control: ControlPlane) -> anyhow
         config.listen,
         redact_url(&config.store)
     );
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .context("HTTP server")
+        .context("HTTP server");
+    data_plane.stop().await;
+    served
 }
 
 /// A store URL without its password, for messages.
@@ -1126,6 +1155,9 @@ mod tests {
             listen: Some("127.0.0.1:9100".parse().unwrap()),
             store: None,
             host_name: None,
+            srt_ingest: None,
+            srt_receive: None,
+            srt_latency_ms: None,
             config: Some(file),
         };
         let c = args.resolve().unwrap();
@@ -1137,6 +1169,9 @@ mod tests {
             listen: None,
             store: None,
             host_name: None,
+            srt_ingest: None,
+            srt_receive: None,
+            srt_latency_ms: None,
             config: None,
         }
         .resolve()
@@ -1149,6 +1184,9 @@ mod tests {
             listen: None,
             store: None,
             host_name: None,
+            srt_ingest: None,
+            srt_receive: None,
+            srt_latency_ms: None,
             config: Some(dir.join("bad.toml")),
         };
         assert!(format!("{:#}", bad.resolve().unwrap_err()).contains("colour"));

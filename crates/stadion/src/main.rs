@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod control;
+mod live;
 mod plan;
 mod track;
 
@@ -38,6 +39,9 @@ enum Command {
     Version,
     #[command(flatten)]
     Control(Box<control::Command>),
+    /// Live Cloud: what the node delivers to broadcasters (receivers and their SRT statistics).
+    #[command(subcommand)]
+    Live(live::Command),
     /// Transport planning: solve routing benchmarks, plan a Games day from its schedule.
     #[command(subcommand)]
     Plan(plan::Command),
@@ -67,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Control(command) => control::run(*command),
+        Command::Live(command) => live::run(command),
         Command::Plan(command) => plan::run(command),
         Command::Track(command) => track::run(command),
     }
