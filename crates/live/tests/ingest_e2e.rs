@@ -42,6 +42,7 @@ async fn a_broadcaster_sees_no_continuity_error_when_the_main_encoder_dies() {
         venue: "Stade de France".into(),
         event_code: "ATH-4X100-M-FNL".into(),
         created_at: Utc::now(),
+        transport: None,
     };
     let flow_id = control
         .store()
