@@ -402,6 +402,21 @@ impl Client {
     }
 
     /// Prints `value` as JSON, or its rows as a table with the given (header, field) columns.
+    /// Ids of an optional organisation and flow filter, each given by name or id.
+    fn resolve_org_and_flow(
+        &self,
+        org: Option<String>,
+        flow: Option<String>,
+    ) -> anyhow::Result<(Option<String>, Option<String>)> {
+        let org = org
+            .map(|o| self.resolve("/api/v1/orgs", "organisation", &o))
+            .transpose()?;
+        let flow = flow
+            .map(|f| self.resolve("/api/v1/flows", "flow", &f))
+            .transpose()?;
+        Ok((org, flow))
+    }
+
     fn show(&self, value: &Value, columns: &[(&str, &str)]) {
         if self.json {
             println!(
@@ -976,12 +991,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             until,
         } => {
             let c = Client::new(client)?;
-            let org = org
-                .map(|o| c.resolve("/api/v1/orgs", "organisation", &o))
-                .transpose()?;
-            let flow = flow
-                .map(|f| c.resolve("/api/v1/flows", "flow", &f))
-                .transpose()?;
+            let (org, flow) = c.resolve_org_and_flow(org, flow)?;
             let q = query_string(&[
                 ("org_id", org),
                 ("flow_id", flow),
@@ -999,12 +1009,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             limit,
         } => {
             let c = Client::new(client)?;
-            let org = org
-                .map(|o| c.resolve("/api/v1/orgs", "organisation", &o))
-                .transpose()?;
-            let flow = flow
-                .map(|f| c.resolve("/api/v1/flows", "flow", &f))
-                .transpose()?;
+            let (org, flow) = c.resolve_org_and_flow(org, flow)?;
             let q = query_string(&[
                 ("org_id", org),
                 ("flow_id", flow),
