@@ -53,45 +53,9 @@ pub enum Redundancy {
     Merge,
 }
 
-/// Failover settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct FailoverSettings {
-    /// No packet for this long and the active source counts as stopped; the switch follows
-    /// at once, so with 100 ms it completes well within 200 ms.
-    pub stall_timeout_ms: u64,
-    /// This many TR 101 290 priority-1 errors within a second make a source degraded.
-    pub degrade_errors: usize,
-    /// How long the main source must be healthy again before the flow returns to it.
-    pub recovery_ms: u64,
-    /// Whether to return to the main source at all.
-    pub revertive: bool,
-}
-
-impl Default for FailoverSettings {
-    fn default() -> Self {
-        Self {
-            stall_timeout_ms: 100,
-            degrade_errors: 5,
-            recovery_ms: 5000,
-            revertive: true,
-        }
-    }
-}
-
-/// Merge settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct MergeSettings {
-    /// How long a missing packet waits for the other path: the paths' differential delay.
-    pub window_ms: u64,
-}
-
-impl Default for MergeSettings {
-    fn default() -> Self {
-        Self { window_ms: 50 }
-    }
-}
+// The settings are the control plane's own types: one definition, one set of defaults and
+// limits, whether a flow comes from the store or from a test's JSON.
+pub use stadion_control::transport::{FailoverSettings, MergeSettings};
 
 /// A flow as configured: the first source is the main one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -539,7 +503,7 @@ impl Runtime {
             Redundancy::Failover => {
                 Engine::Failover(Box::new(FailoverSwitch::new(FailoverConfig {
                     stall_timeout,
-                    degrade_errors: f.degrade_errors,
+                    degrade_errors: usize::try_from(f.degrade_errors).unwrap_or(usize::MAX),
                     recovery_period: Duration::from_millis(f.recovery_ms),
                     revertive: f.revertive,
                     ..FailoverConfig::default()
