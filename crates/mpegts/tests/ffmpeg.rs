@@ -21,41 +21,35 @@ fn stream() -> &'static [u8] {
     STREAM.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("s.ts");
-        let status = Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc=size=320x240:rate=25",
-            ])
-            .args([
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=1000:sample_rate=48000",
-                "-t",
-                "10",
-            ])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-g",
-                "25",
-                "-c:a",
-                "aac",
-            ])
-            .args(["-f", "mpegts", "-muxrate", "2000k"])
-            .arg(&path)
-            .status()
-            .expect("ffmpeg runs (apt-get install ffmpeg)");
-        assert!(status.success(), "ffmpeg failed");
+        encode(&path, "testsrc", 1000, &[]);
         std::fs::read(path).expect("read stream")
     })
+}
+
+/// Ten seconds of a lavfi test pattern with a tone, H.264 + AAC in a 2 Mb/s CBR transport
+/// stream; `extra` goes to the muxer.
+fn encode(path: &std::path::Path, pattern: &str, tone_hz: u32, extra: &[&str]) {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("{pattern}=size=320x240:rate=25"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency={tone_hz}:sample_rate=48000"))
+        .args([
+            "-t",
+            "10",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+        ])
+        .args(["-c:a", "aac", "-f", "mpegts", "-muxrate", "2000k"])
+        .args(extra)
+        .arg(path)
+        .status()
+        .expect("ffmpeg runs (apt-get install ffmpeg)");
+    assert!(status.success(), "ffmpeg failed");
 }
 
 fn arrival(index: usize) -> Duration {
@@ -384,46 +378,7 @@ fn cold_failover_between_different_encoders() {
     let a = packets();
     let dir = tempfile::tempdir().unwrap();
     let other = dir.path().join("b.ts");
-    let status = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            "10",
-        ])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-        ])
-        .args([
-            "-f",
-            "mpegts",
-            "-muxrate",
-            "2000k",
-            "-output_ts_offset",
-            "1000",
-        ])
-        .arg(&other)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    encode(&other, "testsrc2", 440, &["-output_ts_offset", "1000"]);
     let b_bytes = std::fs::read(&other).unwrap();
     let t0 = Instant::now();
     let mut sw = FailoverSwitch::default();
