@@ -64,13 +64,7 @@ pub enum Command {
     /// Delivered volume per rights holder and flow (for billing).
     Usage {
         #[command(flatten)]
-        client: ClientArgs,
-        /// Only this organisation (name or id).
-        #[arg(long)]
-        org: Option<String>,
-        /// Only this flow (name or id).
-        #[arg(long)]
-        flow: Option<String>,
+        filter: OrgFlowFilter,
         /// From this hour on (RFC 3339).
         #[arg(long)]
         since: Option<String>,
@@ -81,13 +75,7 @@ pub enum Command {
     /// Receiver sessions, newest first.
     Sessions {
         #[command(flatten)]
-        client: ClientArgs,
-        /// Only this organisation (name or id).
-        #[arg(long)]
-        org: Option<String>,
-        /// Only this flow (name or id).
-        #[arg(long)]
-        flow: Option<String>,
+        filter: OrgFlowFilter,
         /// Only sessions connected now.
         #[arg(long)]
         open: bool,
@@ -102,6 +90,19 @@ pub enum Command {
         #[command(flatten)]
         query: AuditArgs,
     },
+}
+
+/// The server to ask and an optional organisation and flow to narrow a report to.
+#[derive(Debug, Args)]
+pub struct OrgFlowFilter {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Only this organisation (name or id).
+    #[arg(long)]
+    org: Option<String>,
+    /// Only this flow (name or id).
+    #[arg(long)]
+    flow: Option<String>,
 }
 
 // ---- serve --------------------------------------------------------------------------------
@@ -984,14 +985,12 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Usage {
-            client,
-            org,
-            flow,
+            filter,
             since,
             until,
         } => {
-            let c = Client::new(client)?;
-            let (org, flow) = c.resolve_org_and_flow(org, flow)?;
+            let c = Client::new(filter.client)?;
+            let (org, flow) = c.resolve_org_and_flow(filter.org, filter.flow)?;
             let q = query_string(&[
                 ("org_id", org),
                 ("flow_id", flow),
@@ -1002,14 +1001,12 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sessions {
-            client,
-            org,
-            flow,
+            filter,
             open,
             limit,
         } => {
-            let c = Client::new(client)?;
-            let (org, flow) = c.resolve_org_and_flow(org, flow)?;
+            let c = Client::new(filter.client)?;
+            let (org, flow) = c.resolve_org_and_flow(filter.org, filter.flow)?;
             let q = query_string(&[
                 ("org_id", org),
                 ("flow_id", flow),
