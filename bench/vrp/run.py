@@ -18,8 +18,12 @@ the instance's best-known solution (BKS):
     bench/vrp/run.py --set solomon --sample 12 --time-limit 10 --seeds 1,2,3
     bench/vrp/run.py --instances C101,R205,RC103 --solvers stadion,pyvrp
 
-It prints a markdown table of gaps to the BKS (also written to --markdown) and writes every run
-to --json. OR-Tools and VROOM take no seed and are deterministic; they run once per instance.
+--sample spreads the instances evenly over the classes (C1, C2, R1, R2, RC1, RC2; LC1 ... for
+Li & Lim). It prints a markdown table of gaps to the BKS (also written to --markdown): per
+instance, mean per class and over the set, and for hierarchical instances the vehicle gap
+(routes over BKS routes); it writes every run to --json. OR-Tools and VROOM take no seed and are
+deterministic; they run once per instance. The stadion binary is $STADION_BIN, else
+$CARGO_TARGET_DIR/release/stadion, else target/release/stadion.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import json
 import math
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -129,6 +134,28 @@ def find_instance(name: str) -> Path:
             if p.stem.lower() == name.lower():
                 return p
     raise SystemExit(f"no instance named {name} under {DATA}")
+
+
+def instance_class(name: str) -> str:
+    """Class of an instance from its name: C101 -> C1, RC2_2_1 -> RC2, lrc104 -> LRC1."""
+    m = re.match(r"([A-Za-z]+)(\d)", name)
+    return (m.group(1) + m.group(2)).upper() if m else name.upper()
+
+
+def stratified_sample(names: list[str], k: int) -> list[str]:
+    """k names spread evenly over the classes (seeded shuffle inside each class, then round robin)."""
+    rng = random.Random(0)
+    by_class: dict[str, list[str]] = {}
+    for n in sorted(names):
+        by_class.setdefault(instance_class(n), []).append(n)
+    for members in by_class.values():
+        rng.shuffle(members)
+    picked: list[str] = []
+    while len(picked) < k:
+        for members in by_class.values():
+            if members and len(picked) < k:
+                picked.append(members.pop())
+    return sorted(picked, key=lambda n: (instance_class(n), n))
 
 
 def load_bks() -> dict[str, tuple[int | None, float]]:
@@ -326,7 +353,8 @@ def solve_vroom(inst: Instance, seed: int, budget: float) -> list[list[int]]:
 
 
 def solve_stadion(inst: Instance, seed: int, budget: float) -> list[list[int]]:
-    exe = os.environ.get("STADION_BIN", str(REPO / "target" / "release" / "stadion"))
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    exe = os.environ.get("STADION_BIN", str(target / "release" / "stadion"))
     objective = "hierarchical" if inst.kind == "pdptw" else "distance"
     out = subprocess.run(
         [exe, "plan", "solve", str(inst.path), "--time-limit", str(budget), "--seed", str(seed), "--objective", objective, "--quiet", "--format", "json"],
@@ -358,43 +386,70 @@ def run_one(solver: str, inst: Instance, seed: int, budget: float) -> dict:
         stderr = getattr(e, "stderr", "") or ""
         rec.update(ok=False, error=f"{type(e).__name__}: {str(stderr).strip()[-400:]}")
         return rec
+    if not any(got["routes"]):
+        rec.update(ok=False, error="no solution within the budget", wall_s=round(got["wall_s"], 2))
+        return rec
     distance, errors = check(inst, got["routes"])
     rec.update(ok=not errors, errors=errors[:5], distance=distance, routes=len([r for r in got["routes"] if r]), wall_s=round(got["wall_s"], 2))
     return rec
 
 
 def table(results: list[dict], instances: list[Instance], solvers: list[str], bks: dict) -> str:
-    def cell(recs: list[dict], inst: Instance) -> tuple[str, float | None, float | None]:
+    """Per-instance gaps, then means per class and over the set (each solver over its feasible cells).
+
+    Hierarchical instances (BKS with a route count) also get the vehicle gap: routes over the
+    BKS routes, in %."""
+
+    def cell(recs: list[dict], inst: Instance) -> tuple[str, dict | None]:
         good = [r for r in recs if r.get("ok")]
         if not recs:
-            return "–", None, None
+            return "–", None
         if len(good) < len(recs):
-            return f"{len(recs) - len(good)}/{len(recs)} infeasible", None, None
+            bad = [r for r in recs if not r.get("ok")]
+            what = "no solution" if all(r.get("error") == "no solution within the budget" for r in bad) else "failed"
+            return f"{len(bad)}/{len(recs)} {what}", None
         b_routes, b_dist = bks[inst.name.lower()]
-        gap = statistics.mean(100 * (r["distance"] - b_dist) / b_dist for r in good)
-        veh = statistics.mean(r["routes"] for r in good)
-        txt = f"{gap:.2f}"
+        stats = {
+            "gap": statistics.mean(100 * (r["distance"] - b_dist) / b_dist for r in good),
+            "wall": statistics.mean(r["wall_s"] for r in good),
+        }
+        txt = f"{stats['gap']:.2f}"
         if b_routes is not None:
+            veh = statistics.mean(r["routes"] for r in good)
+            stats["vgap"] = 100 * (veh - b_routes) / b_routes
             txt += f" ({veh:.1f} v)"
-        return txt, gap, statistics.mean(r["wall_s"] for r in good)
+        return txt, stats
 
     head = "| instance | BKS | " + " | ".join(solvers) + " |\n|---|---:|" + "---:|" * len(solvers) + "\n"
-    body, gaps, walls = "", {s: [] for s in solvers}, {s: [] for s in solvers}
+    body = ""
+    # solver -> list of (class, stats) over the instances it solved feasibly
+    solved: dict[str, list[tuple[str, dict]]] = {s: [] for s in solvers}
     for inst in instances:
         b_routes, b_dist = bks[inst.name.lower()]
         row = f"| {inst.name} | {b_dist:g}" + (f" ({b_routes} v)" if b_routes is not None else "") + " |"
         for s in solvers:
-            txt, gap, wall = cell([r for r in results if r["solver"] == s and r["instance"] == inst.name], inst)
+            txt, stats = cell([r for r in results if r["solver"] == s and r["instance"] == inst.name], inst)
             row += f" {txt} |"
-            if gap is not None:
-                gaps[s].append(gap)
-                walls[s].append(wall)
+            if stats is not None:
+                solved[s].append((instance_class(inst.name), stats))
         body += row + "\n"
-    mean = "| **mean gap %** | |" + "".join(
-        f" **{statistics.mean(gaps[s]):.2f}** ({len(gaps[s])}/{len(instances)}) |" if gaps[s] else " – |" for s in solvers
-    )
-    wall = "\n| mean solver wall s | |" + "".join(f" {statistics.mean(walls[s]):.1f} |" if walls[s] else " – |" for s in solvers)
-    return head + body + mean + wall + "\n"
+
+    def summary(label: str, key: str, classes: set[str] | None, total: int, fmt: str = ".2f") -> str:
+        row = f"| {label} | |"
+        for s in solvers:
+            vals = [st[key] for c, st in solved[s] if key in st and (classes is None or c in classes)]
+            row += f" {statistics.mean(vals):{fmt}} ({len(vals)}/{total}) |" if vals else " – |"
+        return row + "\n"
+
+    classes = sorted({instance_class(i.name) for i in instances})
+    if len(classes) > 1:
+        for c in classes:
+            body += summary(f"mean gap % {c}", "gap", {c}, sum(instance_class(i.name) == c for i in instances))
+    body += summary("**mean gap %**", "gap", None, len(instances))
+    if any(bks[i.name.lower()][0] is not None for i in instances):
+        body += summary("**mean vehicle gap %**", "vgap", None, len(instances))
+    body += summary("mean solver wall s", "wall", None, len(instances), ".1f")
+    return head + body
 
 
 def main() -> None:
@@ -427,23 +482,26 @@ def main() -> None:
             }[args.set]
             names = sorted(p.stem for p in (DATA / folder).glob("*.txt") if pick(p))
             if args.sample and args.sample < len(names):
-                names = sorted(random.Random(0).sample(names, args.sample))
+                names = stratified_sample(names, args.sample)
         else:
             ap.error("give --smoke, --set or --instances")
     solvers = args.solvers.split(",")
     bks = load_bks()
     instances = [read_instance(find_instance(n)) for n in names]
-    results = []
+    results, loads = [], [os.getloadavg()[0]]
     for inst in instances:
         for s in solvers:
             for seed in seeds[:1] if s in DETERMINISTIC else seeds:
                 rec = run_one(s, inst, seed, budget)
                 results.append(rec)
+                loads.append(os.getloadavg()[0])
                 status = f"{rec['distance']:.1f} ({rec['routes']} routes)" if rec.get("ok") else f"FAILED {rec.get('errors') or rec.get('error')}"
                 print(f"{inst.name:10} {s:8} seed {seed}: {status}", file=sys.stderr, flush=True)
     md = (
         f"Gap to BKS in % (mean over seeds; v = routes), {budget:g} s per run, one thread, "
-        f"seeds {','.join(map(str, seeds))} (OR-Tools and VROOM: one run, they take no seed).\n\n"
+        f"seeds {','.join(map(str, seeds))} (OR-Tools and VROOM: one run, they take no seed). "
+        f"Load average (1 min) after each run: mean {statistics.mean(loads):.1f}, "
+        f"range {min(loads):.1f}-{max(loads):.1f}.\n\n"
         + table(results, instances, solvers, bks)
     )
     args.json.write_text(json.dumps(results, indent=1))
