@@ -16,22 +16,38 @@
 //!   [`AcceptDecision::Reject`](stadion_srt::AcceptDecision::Reject) with an SRT reason code (e.g. [`reject::FORBIDDEN`], 1403) that
 //!   the caller's libsrt reports. A caller with another passphrase is refused with
 //!   `BADSECRET` (1010). Keep the hook fast: it holds up the socket.
+//! - **Asynchronous admission**: [`SrtListener::bind_async`] takes an [`AsyncAcceptHook`],
+//!   whose answer may be [`Decision::later`] with a future (an access check over the network).
+//!   The listener parks that handshake and keeps serving everyone else; the caller's
+//!   retransmitted conclusions meanwhile create no second request or connection. Without an
+//!   answer within the listener's
+//!   [`ConnectionConfig::connect_timeout`](stadion_srt::ConnectionConfig::connect_timeout) the caller is refused with
+//!   `TIMEOUT` (16).
 //! - **Accepted connections** come out of [`SrtListener::accept`] as [`SrtConnection`] handles
-//!   with [`SrtConnection::id`], [`SrtConnection::peer`] and [`SrtConnection::stream_id`].
+//!   with [`SrtConnection::id`], [`SrtConnection::peer`], [`SrtConnection::stream_id`] and
+//!   [`SrtConnection::request_id`] (the [`ConnectRequest::id`](stadion_srt::ConnectRequest::id) the hook saw).
+//!   [`SrtListener::incoming`] also yields [`Incoming::Refused`] for callers the hook admitted
+//!   whose handshake then failed (wrong passphrase, late decision), so whatever was reserved
+//!   for them can be given back.
 //! - **Fan-out**: [`SrtListener::send_many`] queues one payload (at most 1456 bytes, typically 7
 //!   TS packets) for a set of connection ids. The `Bytes` is shared; each encrypted connection
 //!   makes its own ciphertext and keeps its own retransmission buffer. Datagrams leave in
 //!   `sendmmsg` batches with the payload as its own iovec, never copied into a send buffer.
-//! - **Bounded buffers**: each connection keeps at most
+//! - **Bounded buffers**: payloads wait for the driver in bounded queues (per connection for
+//!   [`SrtConnection::send`], per listener for [`SrtListener::send_many`]) of at most
 //!   [`ConnectionConfig::send_buffer_limit`](stadion_srt::ConnectionConfig::send_buffer_limit)
-//!   unacknowledged packets and drops packets too late to play; both are counted in
-//!   [`Stats::packets_send_dropped`] and announced to the receiver.
+//!   payloads; when one is full the oldest payload is dropped, as it is the first to become too
+//!   late. Each connection then keeps at most that many unacknowledged packets and drops
+//!   packets too late to play. All of these are counted in [`Stats::packets_send_dropped`].
 //! - **Statistics**: [`SrtConnection::stats`] gives RTT, loss, retransmissions, bytes, buffer
 //!   occupancy and rates of one connection.
 //! - **Revocation**: [`SrtListener::close`] (or [`SrtConnection::close`], or dropping the
 //!   handle) sends the peer a shutdown at once; the handle's [`SrtConnection::close_reason`]
 //!   then reads [`CloseReason::Local`]. The application keeps its own reason (licence revoked,
 //!   feed ended) next to the id.
+//! - **Lifetime**: a driver runs while any handle of its socket lives. Once the
+//!   [`SrtListener`] and all its [`SrtConnection`]s (or a caller's one connection) are dropped,
+//!   the remaining peers get a shutdown and the socket is closed.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), stadion_srt_io::SrtError> {
@@ -54,17 +70,21 @@
 
 pub mod batch;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
 use rand::SeedableRng;
 use stadion_srt::{
-    AcceptHook, CloseReason, Connection, ConnectionConfig, ConnectionId, Event, Listener,
-    ListenerConfig, SendError, Stats, Transmit, reject,
+    AcceptDecision, AcceptHook, CloseReason, ConnectRequest, Connection, ConnectionConfig,
+    ConnectionId, Event, Listener, ListenerConfig, Refusal, RequestId, SendError, Stats, Transmit,
+    reject,
 };
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -93,11 +113,97 @@ pub enum SrtError {
 }
 
 enum Command {
-    Send(ConnectionId, Bytes),
-    SendMany(Arc<[ConnectionId]>, Bytes),
+    /// An outbox went from idle to holding payloads.
+    Drain(Arc<Outbox>),
     Close(ConnectionId),
     Stats(ConnectionId, oneshot::Sender<Option<Stats>>),
     Rejections(oneshot::Sender<BTreeMap<u32, u64>>),
+    Resolve(RequestId, AcceptDecision),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under these locks is a single step: a panic elsewhere leaves them whole.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where a queued payload goes.
+enum Targets {
+    One(ConnectionId),
+    Many(Arc<[ConnectionId]>),
+}
+
+impl Targets {
+    fn ids(&self) -> &[ConnectionId] {
+        match self {
+            Targets::One(id) => std::slice::from_ref(id),
+            Targets::Many(ids) => ids,
+        }
+    }
+}
+
+struct Queued {
+    /// When the application handed it over: the packet's SRT timestamp, so time spent queued
+    /// does not shift its play time.
+    at: Instant,
+    targets: Targets,
+    payload: Bytes,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    items: VecDeque<Queued>,
+    /// Payloads pushed out by newer ones, per connection.
+    dropped: HashMap<ConnectionId, u64>,
+}
+
+/// Payloads on their way from handles to the driver. Bounded: when full, the oldest payload
+/// is dropped (in live mode it is the first to become too late) and counted. The driver is
+/// told once per batch, when the outbox goes from idle to busy, not once per payload.
+struct Outbox {
+    state: Mutex<OutboxState>,
+    capacity: usize,
+    /// A `Drain` for this outbox is on its way to the driver.
+    scheduled: AtomicBool,
+}
+
+impl Outbox {
+    fn new(capacity: usize) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            state: Mutex::new(OutboxState::default()),
+            capacity: capacity.max(1),
+            scheduled: AtomicBool::new(false),
+        })
+    }
+
+    fn push(
+        self: &Arc<Self>,
+        commands: &mpsc::UnboundedSender<Command>,
+        targets: Targets,
+        payload: Bytes,
+    ) -> Result<(), SrtError> {
+        let item = Queued {
+            at: Instant::now(),
+            targets,
+            payload,
+        };
+        {
+            let mut state = lock(&self.state);
+            if state.items.len() >= self.capacity
+                && let Some(old) = state.items.pop_front()
+            {
+                for &id in old.targets.ids() {
+                    *state.dropped.entry(id).or_default() += 1;
+                }
+            }
+            state.items.push_back(item);
+        }
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            commands
+                .send(Command::Drain(self.clone()))
+                .map_err(|_| SrtError::Closed)?;
+        }
+        Ok(())
+    }
 }
 
 /// The protocol state a driver runs: one caller connection or a listener.
@@ -111,6 +217,13 @@ trait Core: Send + 'static {
     fn close(&mut self, id: ConnectionId, now: Instant);
     fn stats(&self, id: ConnectionId) -> Option<Stats>;
     fn peer_and_stream(&self, id: ConnectionId) -> Option<(SocketAddr, Option<String>)>;
+    fn request_id(&self, id: ConnectionId) -> Option<RequestId>;
+    /// Payloads a handle may queue for this connection.
+    fn send_queue_limit(&self, id: ConnectionId) -> usize;
+    /// Finishes a deferred accept decision (listeners only).
+    fn resolve(&mut self, now: Instant, id: RequestId, decision: AcceptDecision);
+    /// A caller refused after admission (listeners only).
+    fn refusal(&mut self) -> Option<Refusal>;
     /// A caller whose connection ended: the driver may stop.
     fn finished(&self) -> bool;
     /// Refused handshakes by reason code (listeners only).
@@ -150,6 +263,16 @@ impl Core for Connection {
     fn peer_and_stream(&self, _id: ConnectionId) -> Option<(SocketAddr, Option<String>)> {
         Some((self.peer(), self.stream_id().map(str::to_owned)))
     }
+    fn request_id(&self, _id: ConnectionId) -> Option<RequestId> {
+        None
+    }
+    fn send_queue_limit(&self, _id: ConnectionId) -> usize {
+        self.send_buffer_limit()
+    }
+    fn resolve(&mut self, _now: Instant, _id: RequestId, _decision: AcceptDecision) {}
+    fn refusal(&mut self) -> Option<Refusal> {
+        None
+    }
     fn finished(&self) -> bool {
         self.is_closed() && !self.has_pending()
     }
@@ -187,6 +310,20 @@ impl Core for Listener {
         self.connection(id)
             .map(|c| (c.peer(), c.stream_id().map(str::to_owned)))
     }
+    fn request_id(&self, id: ConnectionId) -> Option<RequestId> {
+        self.connection(id).and_then(Connection::request_id)
+    }
+    fn send_queue_limit(&self, id: ConnectionId) -> usize {
+        self.connection(id).map_or(1, Connection::send_buffer_limit)
+    }
+    fn resolve(&mut self, now: Instant, id: RequestId, decision: AcceptDecision) {
+        if !Listener::resolve(self, now, id, decision) {
+            tracing::debug!(?id, "SRT accept decision came after the caller was refused");
+        }
+    }
+    fn refusal(&mut self) -> Option<Refusal> {
+        self.poll_refusal()
+    }
     fn finished(&self) -> bool {
         false
     }
@@ -201,7 +338,9 @@ pub struct SrtConnection {
     id: ConnectionId,
     peer: SocketAddr,
     stream_id: Option<String>,
+    request_id: Option<RequestId>,
     commands: mpsc::UnboundedSender<Command>,
+    outbox: Arc<Outbox>,
     received: mpsc::Receiver<Bytes>,
     close_reason: Arc<Mutex<Option<CloseReason>>>,
 }
@@ -220,12 +359,18 @@ impl SrtConnection {
         self.stream_id.as_deref()
     }
 
-    /// Queues one payload (at most 1456 bytes); never blocks. Cloning a `Bytes` to many
-    /// connections shares it.
+    /// Accepted connections: the [`ConnectRequest::id`] the accept hook saw for this caller.
+    pub fn request_id(&self) -> Option<RequestId> {
+        self.request_id
+    }
+
+    /// Queues one payload (at most 1456 bytes); never blocks. The queue holds at most
+    /// [`ConnectionConfig::send_buffer_limit`] payloads: beyond that the oldest is dropped and
+    /// counted in [`Stats::packets_send_dropped`] (live mode: late data is worthless).
+    /// Cloning a `Bytes` to many connections shares it.
     pub fn send(&self, payload: Bytes) -> Result<(), SrtError> {
-        self.commands
-            .send(Command::Send(self.id, payload))
-            .map_err(|_| SrtError::Closed)
+        self.outbox
+            .push(&self.commands, Targets::One(self.id), payload)
     }
 
     /// The next payload in delivery order; `None` once the connection has closed.
@@ -247,7 +392,7 @@ impl SrtConnection {
 
     /// Why the connection ended, once it has.
     pub fn close_reason(&self) -> Option<CloseReason> {
-        self.close_reason.lock().ok()?.clone()
+        lock(&self.close_reason).clone()
     }
 }
 
@@ -287,17 +432,108 @@ pub async fn connect(
     let conn = Connection::connect(Instant::now(), peer, config, &mut rng)?;
     let (tx, rx) = oneshot::channel();
     let (commands, command_rx) = mpsc::unbounded_channel();
-    let driver = Driver::new(conn, socket, commands, command_rx, Role::Caller(Some(tx)));
+    let driver = Driver::new(
+        conn,
+        socket,
+        &commands,
+        Some(commands.clone()),
+        command_rx,
+        Role::Caller(Some(tx)),
+    );
     tokio::spawn(driver.run());
     rx.await.map_err(|_| SrtError::Closed)?
+}
+
+/// What an [`AsyncAcceptHook`] answers: a decision now, or a future that makes it.
+pub enum Decision {
+    Now(AcceptDecision),
+    Later(Pin<Box<dyn Future<Output = AcceptDecision> + Send>>),
+}
+
+impl Decision {
+    /// Decides when `decision` completes (it runs as its own task); the handshake waits
+    /// parked, for at most the listener's [`ConnectionConfig::connect_timeout`].
+    pub fn later(decision: impl Future<Output = AcceptDecision> + Send + 'static) -> Decision {
+        Decision::Later(Box::pin(decision))
+    }
+}
+
+impl From<AcceptDecision> for Decision {
+    fn from(d: AcceptDecision) -> Decision {
+        Decision::Now(d)
+    }
+}
+
+impl std::fmt::Debug for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::Now(d) => f.debug_tuple("Now").field(d).finish(),
+            Decision::Later(_) => f.write_str("Later(..)"),
+        }
+    }
+}
+
+/// Decides on each caller, possibly asynchronously (see [`SrtListener::bind_async`]). A closure
+/// `FnMut(&ConnectRequest) -> Decision` works.
+pub trait AsyncAcceptHook: Send + 'static {
+    fn decide(&mut self, request: &ConnectRequest<'_>) -> Decision;
+}
+
+impl<F: FnMut(&ConnectRequest<'_>) -> Decision + Send + 'static> AsyncAcceptHook for F {
+    fn decide(&mut self, request: &ConnectRequest<'_>) -> Decision {
+        self(request)
+    }
+}
+
+/// Runs an [`AsyncAcceptHook`] as the core's synchronous hook: a later decision is awaited
+/// in its own task and handed to the driver, while the core holds the handshake deferred.
+struct Deferring<H> {
+    hook: H,
+    commands: mpsc::WeakUnboundedSender<Command>,
+}
+
+impl<H: AsyncAcceptHook> AcceptHook for Deferring<H> {
+    fn decide(&mut self, request: &ConnectRequest<'_>) -> AcceptDecision {
+        match self.hook.decide(request) {
+            Decision::Now(d) => d,
+            Decision::Later(decision) => {
+                let (id, commands) = (request.id, self.commands.clone());
+                tokio::spawn(async move {
+                    let decision = decision.await;
+                    if let Some(commands) = commands.upgrade() {
+                        let _ = commands.send(Command::Resolve(id, decision));
+                    }
+                });
+                AcceptDecision::Defer
+            }
+        }
+    }
+}
+
+/// What a listener reports: a new connection, or a caller refused after admission.
+#[derive(Debug)]
+pub enum Incoming {
+    Accepted(SrtConnection),
+    /// The hook admitted (or deferred) this caller but its handshake failed, e.g. a wrong
+    /// passphrase or a decision that came too late; [`Refusal::id`] is the request's id.
+    Refused(Refusal),
 }
 
 /// An SRT listener: many callers on one UDP port.
 #[derive(Debug)]
 pub struct SrtListener {
     local_addr: SocketAddr,
-    incoming: mpsc::Receiver<SrtConnection>,
+    incoming: mpsc::Receiver<Incoming>,
     commands: mpsc::UnboundedSender<Command>,
+    fan_out: Arc<Outbox>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SrtListener {
@@ -307,16 +543,43 @@ impl SrtListener {
         config: ListenerConfig,
         hook: impl AcceptHook + 'static,
     ) -> Result<SrtListener, SrtError> {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        Self::start(addr, config, Box::new(hook), commands, command_rx)
+    }
+
+    /// Binds a UDP port with a hook that may decide asynchronously ([`Decision::later`]), e.g.
+    /// by asking a control plane, without holding up the other callers on this port.
+    pub async fn bind_async(
+        addr: SocketAddr,
+        config: ListenerConfig,
+        hook: impl AsyncAcceptHook,
+    ) -> Result<SrtListener, SrtError> {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let hook = Deferring {
+            hook,
+            commands: commands.downgrade(),
+        };
+        Self::start(addr, config, Box::new(hook), commands, command_rx)
+    }
+
+    fn start(
+        addr: SocketAddr,
+        config: ListenerConfig,
+        hook: Box<dyn AcceptHook>,
+        commands: mpsc::UnboundedSender<Command>,
+        command_rx: mpsc::UnboundedReceiver<Command>,
+    ) -> Result<SrtListener, SrtError> {
         let socket = udp_socket(addr)?;
         let local_addr = socket.local_addr()?;
         let rng = rand::rngs::StdRng::from_os_rng();
-        let listener = Listener::new(Instant::now(), config, Box::new(hook), Box::new(rng));
+        let queue = config.connection.send_buffer_limit;
+        let listener = Listener::new(Instant::now(), config, hook, Box::new(rng));
         let (accept_tx, incoming) = mpsc::channel(1024);
-        let (commands, command_rx) = mpsc::unbounded_channel();
         let driver = Driver::new(
             listener,
             socket,
-            commands.clone(),
+            &commands,
+            None,
             command_rx,
             Role::Listener(accept_tx),
         );
@@ -325,6 +588,7 @@ impl SrtListener {
             local_addr,
             incoming,
             commands,
+            fan_out: Outbox::new(queue),
         })
     }
 
@@ -332,17 +596,30 @@ impl SrtListener {
         self.local_addr
     }
 
-    /// The next accepted connection.
+    /// The next accepted connection (callers refused after admission are skipped; see
+    /// [`SrtListener::incoming`]).
     pub async fn accept(&mut self) -> Option<SrtConnection> {
+        loop {
+            if let Incoming::Accepted(c) = self.incoming.recv().await? {
+                return Some(c);
+            }
+        }
+    }
+
+    /// The next accepted connection or refusal after admission; `None` once the listener has
+    /// stopped.
+    pub async fn incoming(&mut self) -> Option<Incoming> {
         self.incoming.recv().await
     }
 
     /// Sends one payload to many connections of this listener; the `Bytes` is shared by all of
-    /// them (encrypted connections each make their own ciphertext).
+    /// them (encrypted connections each make their own ciphertext). Never blocks: the queue to
+    /// the driver holds at most [`ConnectionConfig::send_buffer_limit`] payloads of the
+    /// listener's config, and the oldest is dropped beyond that (counted in each target's
+    /// [`Stats::packets_send_dropped`]).
     pub fn send_many(&self, ids: Arc<[ConnectionId]>, payload: Bytes) -> Result<(), SrtError> {
-        self.commands
-            .send(Command::SendMany(ids, payload))
-            .map_err(|_| SrtError::Closed)
+        self.fan_out
+            .push(&self.commands, Targets::Many(ids), payload)
     }
 
     /// Closes one connection at once (e.g. a revoked licence).
@@ -363,21 +640,29 @@ impl SrtListener {
 
 enum Role {
     Caller(Option<oneshot::Sender<Result<SrtConnection, SrtError>>>),
-    Listener(mpsc::Sender<SrtConnection>),
+    Listener(mpsc::Sender<Incoming>),
 }
 
 struct Slot {
     received: mpsc::Sender<Bytes>,
     close_reason: Arc<Mutex<Option<CloseReason>>>,
+    outbox: Arc<Outbox>,
 }
 
 struct Driver<C: Core> {
     core: C,
     socket: UdpSocket,
-    commands: mpsc::UnboundedSender<Command>,
+    /// Weak, so the driver stops once every handle is gone.
+    commands: mpsc::WeakUnboundedSender<Command>,
+    /// A caller's driver holds the one strong sender until its handle exists.
+    spare: Option<mpsc::UnboundedSender<Command>>,
     command_rx: mpsc::UnboundedReceiver<Command>,
     role: Role,
     slots: HashMap<ConnectionId, Slot>,
+    /// Payloads dropped from full outboxes, per live connection.
+    send_dropped: HashMap<ConnectionId, u64>,
+    /// Scratch space for draining outboxes.
+    draining: Vec<Queued>,
     outgoing: Vec<Transmit>,
     incoming: Vec<(SocketAddr, Bytes)>,
     recv_mem: batch::RecvBuffer,
@@ -389,17 +674,21 @@ impl<C: Core> Driver<C> {
     fn new(
         core: C,
         socket: UdpSocket,
-        commands: mpsc::UnboundedSender<Command>,
+        commands: &mpsc::UnboundedSender<Command>,
+        spare: Option<mpsc::UnboundedSender<Command>>,
         command_rx: mpsc::UnboundedReceiver<Command>,
         role: Role,
     ) -> Self {
         Driver {
             core,
             socket,
-            commands,
+            commands: commands.downgrade(),
+            spare,
             command_rx,
             role,
             slots: HashMap::new(),
+            send_dropped: HashMap::new(),
+            draining: Vec::new(),
             outgoing: Vec::with_capacity(batch::BATCH),
             incoming: Vec::with_capacity(batch::BATCH),
             recv_mem: batch::RecvBuffer::default(),
@@ -481,26 +770,51 @@ impl<C: Core> Driver<C> {
     }
 
     fn command(&mut self, cmd: Command) {
-        let now = Instant::now();
         match cmd {
-            Command::Send(id, payload) => {
-                if let Err(e) = self.core.send(id, now, payload) {
-                    tracing::debug!(id, error = %e, "SRT send refused");
+            Command::Drain(outbox) => self.drain(&outbox),
+            Command::Close(id) => {
+                // What the application queued before closing goes out first.
+                if let Some(outbox) = self.slots.get(&id).map(|s| s.outbox.clone()) {
+                    self.drain(&outbox);
                 }
+                self.core.close(id, Instant::now());
             }
-            Command::SendMany(ids, payload) => {
-                for &id in ids.iter() {
-                    let _ = self.core.send(id, now, payload.clone());
-                }
-            }
-            Command::Close(id) => self.core.close(id, now),
             Command::Stats(id, reply) => {
-                let _ = reply.send(self.core.stats(id));
+                let stats = self.core.stats(id).map(|mut s| {
+                    s.packets_send_dropped += self.send_dropped.get(&id).copied().unwrap_or(0);
+                    s
+                });
+                let _ = reply.send(stats);
             }
             Command::Rejections(reply) => {
                 let _ = reply.send(self.core.rejections());
             }
+            Command::Resolve(id, decision) => self.core.resolve(Instant::now(), id, decision),
         }
+    }
+
+    /// Hands everything queued in `outbox` to the protocol.
+    fn drain(&mut self, outbox: &Outbox) {
+        // Cleared first: a payload queued from here on schedules another drain.
+        outbox.scheduled.store(false, Ordering::Release);
+        let mut items = std::mem::take(&mut self.draining);
+        {
+            let mut state = lock(&outbox.state);
+            items.extend(state.items.drain(..));
+            for (id, n) in state.dropped.drain() {
+                if self.slots.contains_key(&id) {
+                    *self.send_dropped.entry(id).or_default() += n;
+                }
+            }
+        }
+        for q in items.drain(..) {
+            for &id in q.targets.ids() {
+                if let Err(e) = self.core.send(id, q.at, q.payload.clone()) {
+                    tracing::trace!(id, error = %e, "SRT send refused");
+                }
+            }
+        }
+        self.draining = items;
     }
 
     async fn flush(&mut self) -> io::Result<()> {
@@ -531,26 +845,41 @@ impl<C: Core> Driver<C> {
     }
 
     fn route_events(&mut self) {
+        while let Some(refusal) = self.core.refusal() {
+            if let Role::Listener(tx) = &self.role {
+                let _ = tx.try_send(Incoming::Refused(refusal));
+            }
+        }
         while let Some((id, event)) = self.core.event() {
             match event {
                 Event::Connected => {
                     let Some((peer, stream_id)) = self.core.peer_and_stream(id) else {
                         continue;
                     };
+                    // No handle left to hand it to (the listener was dropped): refuse it.
+                    let Some(commands) = self.spare.take().or_else(|| self.commands.upgrade())
+                    else {
+                        self.core.close(id, Instant::now());
+                        continue;
+                    };
                     let (tx, received) = mpsc::channel(RECV_QUEUE);
                     let close_reason = Arc::new(Mutex::new(None));
+                    let outbox = Outbox::new(self.core.send_queue_limit(id));
                     self.slots.insert(
                         id,
                         Slot {
                             received: tx,
                             close_reason: close_reason.clone(),
+                            outbox: outbox.clone(),
                         },
                     );
                     let handle = SrtConnection {
                         id,
                         peer,
                         stream_id,
-                        commands: self.commands.clone(),
+                        request_id: self.core.request_id(id),
+                        commands,
+                        outbox,
                         received,
                         close_reason,
                     };
@@ -561,7 +890,8 @@ impl<C: Core> Driver<C> {
                             }
                         }
                         Role::Listener(tx) => {
-                            if tx.try_send(handle).is_err() {
+                            if let Err(e) = tx.try_send(Incoming::Accepted(handle)) {
+                                drop(e); // the handle's drop asks for the close
                                 self.core.close(id, Instant::now());
                             }
                         }
@@ -586,10 +916,9 @@ impl<C: Core> Driver<C> {
                         };
                         let _ = tx.send(Err(err));
                     }
-                    if let Some(slot) = self.slots.remove(&id)
-                        && let Ok(mut r) = slot.close_reason.lock()
-                    {
-                        *r = Some(reason);
+                    self.send_dropped.remove(&id);
+                    if let Some(slot) = self.slots.remove(&id) {
+                        *lock(&slot.close_reason) = Some(reason);
                     }
                 }
             }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use rand_core::RngCore;
 
 use crate::crypto::{CryptoContext, CryptoError, KeyEvent, SeededRng};
+use crate::listener::RequestId;
 use crate::packet::{
     Ack, AckInfo, AckRates, Control, ControlPacket, DataPacket, HS_EXT_CONFIG, HS_EXT_HSREQ,
     HS_EXT_KMREQ, Handshake, HandshakeKind, HsExtension, KeyParity, KmResponse, Packet, Position,
@@ -106,7 +107,8 @@ pub struct ConnectionConfig {
     pub key_refresh: (u64, u64),
     /// Connection closed when nothing arrives for this long.
     pub peer_idle_timeout: Duration,
-    /// Caller gives up the handshake after this long.
+    /// Caller gives up the handshake after this long; a listener waits this long for a
+    /// deferred accept decision ([`crate::AcceptDecision::Defer`]).
     pub connect_timeout: Duration,
     /// Most unacknowledged packets kept for retransmission; beyond it the oldest is dropped
     /// (counted in [`Stats::packets_send_dropped`] and announced to the peer), so a stalled
@@ -320,6 +322,8 @@ pub struct Connection {
     window_recv_packets: u64,
     recv_pps: u32,
     hs_response: Option<Bytes>,
+    /// The listener's request this connection was accepted from.
+    request: Option<RequestId>,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -363,6 +367,7 @@ pub(crate) struct Accepted {
     pub isn: SeqNo,
     pub hs_ts: u32,
     pub crypto: Option<CryptoContext>,
+    pub request: RequestId,
 }
 
 impl Connection {
@@ -414,6 +419,7 @@ impl Connection {
             window_recv_packets: 0,
             recv_pps: 0,
             hs_response: None,
+            request: None,
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats {
@@ -463,6 +469,7 @@ impl Connection {
         let mut conn = Connection::new(now, peer, config, local_id, acc.isn, seed);
         conn.peer_id = acc.peer_id;
         conn.crypto = acc.crypto;
+        conn.request = Some(acc.request);
         conn.state = State::Established;
         conn.tsbpd_anchor = Some((now, i64::from(acc.hs_ts)));
         conn.last_ts = i64::from(acc.hs_ts);
@@ -496,6 +503,16 @@ impl Connection {
 
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// [`ConnectionConfig::send_buffer_limit`] of this connection.
+    pub fn send_buffer_limit(&self) -> usize {
+        self.config.send_buffer_limit
+    }
+
+    /// Listener side: the [`crate::ConnectRequest::id`] the accept hook saw for this caller.
+    pub fn request_id(&self) -> Option<RequestId> {
+        self.request
     }
 
     pub fn local_socket_id(&self) -> u32 {

@@ -16,6 +16,7 @@ pub use connection::{
     reject,
 };
 pub use listener::{
-    AcceptDecision, AcceptHook, ConnectRequest, ConnectionId, Listener, ListenerConfig,
+    AcceptDecision, AcceptHook, ConnectRequest, ConnectionId, Listener, ListenerConfig, Refusal,
+    RequestId,
 };
 pub use streamid::{Mode, StreamId};

@@ -4,7 +4,10 @@
 //! whose local socket id they name (and only if they come from that connection's peer address).
 //! The [`AcceptHook`] runs when a caller's conclusion arrives, *before* the handshake completes:
 //! it sees the peer address and parsed stream ID and picks the passphrase and latency for this
-//! one connection, or rejects with an SRT reason code that the caller's library reports.
+//! one connection, or rejects with an SRT reason code that the caller's library reports. A hook
+//! that must ask someone else (a control plane over the network) answers
+//! [`AcceptDecision::Defer`]: the handshake is parked, the listener keeps serving everyone else,
+//! and [`Listener::resolve`] finishes it later.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -28,9 +31,16 @@ use crate::streamid::StreamId;
 /// The local socket id of an accepted connection; stable for its lifetime.
 pub type ConnectionId = u32;
 
+/// Names one connect request (a caller's conclusion handshake) from the hook's decision to its
+/// connection ([`Connection::request_id`]) or its [`Refusal`]; unique per listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
 /// What the accept hook sees.
 #[derive(Debug)]
 pub struct ConnectRequest<'a> {
+    /// Pass this to [`Listener::resolve`] after answering [`AcceptDecision::Defer`].
+    pub id: RequestId,
     pub peer: SocketAddr,
     /// Parsed stream ID (empty plain `StreamId` when the caller sent none).
     pub stream_id: &'a StreamId,
@@ -52,6 +62,26 @@ pub enum AcceptDecision {
     },
     /// Refuse with an SRT reason code, e.g. [`reject::FORBIDDEN`] (1403).
     Reject(u32),
+    /// Decide later with [`Listener::resolve`] (e.g. after an asynchronous access check). The
+    /// handshake is parked: the caller's retransmitted conclusions are ignored meanwhile, so no
+    /// duplicate request or connection arises, and other callers are served as usual. Without
+    /// an answer within the listener's
+    /// [`ConnectionConfig::connect_timeout`] the caller is refused with
+    /// [`reject::TIMEOUT`] and a [`Refusal`] is reported.
+    Defer,
+}
+
+/// A caller the hook admitted (or deferred) whose handshake then failed, e.g. a wrong
+/// passphrase ([`reject::BADSECRET`]) or a deferred decision that came too late
+/// ([`reject::TIMEOUT`]). Whoever admitted it can give back what it reserved for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub id: RequestId,
+    pub peer: SocketAddr,
+    /// The stream ID as the caller sent it.
+    pub stream_id: String,
+    /// The SRT reason code sent to the caller.
+    pub code: u32,
 }
 
 /// Decides on each incoming connection.
@@ -70,7 +100,7 @@ impl<F: FnMut(&ConnectRequest<'_>) -> AcceptDecision + Send> AcceptHook for F {
 pub struct ListenerConfig {
     /// Defaults for accepted connections (passphrase and stream ID are ignored here).
     pub connection: ConnectionConfig,
-    /// Further callers are refused with BACKLOG.
+    /// Further callers are refused with BACKLOG (parked handshakes count).
     pub max_connections: usize,
 }
 
@@ -81,6 +111,16 @@ impl Default for ListenerConfig {
             max_connections: 10_000,
         }
     }
+}
+
+/// A conclusion handshake waiting for a deferred decision.
+struct Parked {
+    from: SocketAddr,
+    ts: u32,
+    hs: Handshake,
+    hsreq: SrtHs,
+    stream_id: StreamId,
+    deadline: Instant,
 }
 
 /// A sans-IO SRT listener owning all its connections.
@@ -100,6 +140,13 @@ pub struct Listener {
     ev_dirty: VecDeque<ConnectionId>,
     out: VecDeque<Transmit>,
     rejections: BTreeMap<u32, u64>,
+    next_request: u64,
+    parked: HashMap<RequestId, Parked>,
+    parked_by_peer: HashMap<(SocketAddr, u32), RequestId>,
+    /// Deadlines of parked handshakes in arrival order (all wait equally long); entries of
+    /// resolved ones are skipped when they come up.
+    parked_order: VecDeque<(Instant, RequestId)>,
+    refusals: VecDeque<Refusal>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -136,6 +183,11 @@ impl Listener {
             ev_dirty: VecDeque::new(),
             out: VecDeque::new(),
             rejections: BTreeMap::new(),
+            next_request: 0,
+            parked: HashMap::new(),
+            parked_by_peer: HashMap::new(),
+            parked_order: VecDeque::new(),
+            refusals: VecDeque::new(),
         }
     }
 
@@ -269,6 +321,9 @@ impl Listener {
             }
             return;
         }
+        if self.parked_by_peer.contains_key(&(from, hs.socket_id)) {
+            return; // a retransmission while the decision is pending
+        }
         let bucket = self.bucket(now);
         if hs.cookie != self.cookie(from, bucket)
             && (bucket == 0 || hs.cookie != self.cookie(from, bucket - 1))
@@ -278,28 +333,103 @@ impl Listener {
         let Some(hsreq) = (hs.version == 5).then(|| hs.hs_req().copied()).flatten() else {
             return self.send_reject(from, &hs, reject::VERSION);
         };
-        if self.conns.len() >= self.config.max_connections {
+        if self.conns.len() + self.parked.len() >= self.config.max_connections {
             return self.send_reject(from, &hs, reject::BACKLOG);
         }
         let stream_id = match StreamId::parse(hs.stream_id().unwrap_or("")) {
             Ok(s) => s,
             Err(_) => return self.send_reject(from, &hs, reject::BAD_REQUEST),
         };
-        let km = hs.km_req().cloned();
-        let request = ConnectRequest {
+        let km = hs.km_req();
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        let decision = self.hook.decide(&ConnectRequest {
+            id,
             peer: from,
             stream_id: &stream_id,
             encrypted: km.is_some(),
-            key_len: km.as_ref().map(|k| k.key_len),
+            key_len: km.map(|k| k.key_len),
+        });
+        let parked = Parked {
+            from,
+            ts,
+            hs,
+            hsreq,
+            stream_id,
+            deadline: now + self.config.connection.connect_timeout,
         };
-        let (passphrase, latency) = match self.hook.decide(&request) {
-            AcceptDecision::Reject(code) => return self.send_reject(from, &hs, code),
+        match decision {
+            AcceptDecision::Reject(code) => self.send_reject(from, &parked.hs, code),
             AcceptDecision::Accept {
                 passphrase,
                 latency,
-            } => (passphrase, latency),
+            } => self.admit(now, id, parked, passphrase, latency),
+            AcceptDecision::Defer => {
+                self.parked_by_peer.insert((from, parked.hs.socket_id), id);
+                self.parked_order.push_back((parked.deadline, id));
+                self.parked.insert(id, parked);
+            }
+        }
+    }
+
+    /// Finishes a handshake the hook deferred. Returns false when the request is no longer
+    /// waiting (its decision timed out, or it was resolved already); answering
+    /// [`AcceptDecision::Defer`] again keeps it waiting.
+    pub fn resolve(&mut self, now: Instant, id: RequestId, decision: AcceptDecision) -> bool {
+        if decision == AcceptDecision::Defer {
+            return self.parked.contains_key(&id);
+        }
+        let Some(parked) = self.parked.remove(&id) else {
+            return false;
         };
-        let crypto = match (&passphrase, &km) {
+        self.parked_by_peer
+            .remove(&(parked.from, parked.hs.socket_id));
+        match decision {
+            AcceptDecision::Reject(code) => self.send_reject(parked.from, &parked.hs, code),
+            AcceptDecision::Accept {
+                passphrase,
+                latency,
+            } => {
+                if self.conns.len() >= self.config.max_connections {
+                    self.refuse(id, parked, reject::BACKLOG);
+                } else {
+                    self.admit(now, id, parked, passphrase, latency);
+                }
+            }
+            AcceptDecision::Defer => unreachable!("handled above"),
+        }
+        true
+    }
+
+    /// Refuses an admitted or deferred caller and reports it.
+    fn refuse(&mut self, id: RequestId, parked: Parked, code: u32) {
+        self.send_reject(parked.from, &parked.hs, code);
+        self.refusals.push_back(Refusal {
+            id,
+            peer: parked.from,
+            stream_id: parked.stream_id.raw,
+            code,
+        });
+    }
+
+    /// Creates the connection of an admitted caller and answers its conclusion.
+    fn admit(
+        &mut self,
+        now: Instant,
+        request: RequestId,
+        parked: Parked,
+        passphrase: Option<String>,
+        latency: Option<Duration>,
+    ) {
+        let Parked {
+            from,
+            ts,
+            ref hs,
+            hsreq,
+            ..
+        } = parked;
+        let km = hs.km_req();
+        let crypto = match (&passphrase, km) {
             (None, None) => None,
             (Some(p), Some(km)) => match CryptoContext::respond(p, km) {
                 Ok(mut c) => {
@@ -307,13 +437,13 @@ impl Listener {
                     c.set_refresh(rate, pre);
                     Some(c)
                 }
-                Err(_) => return self.send_reject(from, &hs, reject::BADSECRET),
+                Err(_) => return self.refuse(request, parked, reject::BADSECRET),
             },
-            _ => return self.send_reject(from, &hs, reject::UNSECURE),
+            _ => return self.refuse(request, parked, reject::UNSECURE),
         };
         let mut config = self.config.connection.clone();
         config.passphrase = passphrase;
-        config.stream_id = Some(stream_id.raw.clone());
+        config.stream_id = Some(parked.stream_id.raw.clone());
         if let Some(l) = latency {
             config.latency = l;
             config.peer_latency = l;
@@ -338,7 +468,7 @@ impl Listener {
             send_delay_ms: snd_latency.as_millis().min(65535) as u16,
         })];
         let mut extension_field = HS_EXT_HSREQ;
-        if let Some(km) = &km {
+        if let Some(km) = km {
             extensions.push(HsExtension::KmRsp(KmResponse::Echo(km.clone())));
             extension_field |= HS_EXT_KMREQ;
         }
@@ -358,6 +488,7 @@ impl Listener {
             isn: hs.initial_seq,
             hs_ts: ts,
             crypto,
+            request,
         };
         let mut conn = Connection::accepted(now, from, config, id, accepted, seed);
         conn.set_negotiated_latency(rcv_latency, snd_latency);
@@ -366,13 +497,31 @@ impl Listener {
             dest_socket: hs.socket_id,
             control: Control::Handshake(response),
         });
-        self.conns.insert(id, conn);
         self.by_peer.insert((from, hs.socket_id), id);
+        self.conns.insert(id, conn);
         self.touch(id);
+    }
+
+    /// Refuses parked handshakes whose decision did not come in time.
+    fn expire_parked(&mut self, now: Instant) {
+        while let Some(&(deadline, id)) = self.parked_order.front() {
+            if deadline > now {
+                break;
+            }
+            self.parked_order.pop_front();
+            if self.parked.get(&id).is_some_and(|p| p.deadline == deadline)
+                && let Some(parked) = self.parked.remove(&id)
+            {
+                self.parked_by_peer
+                    .remove(&(parked.from, parked.hs.socket_id));
+                self.refuse(id, parked, reject::TIMEOUT);
+            }
+        }
     }
 
     /// Runs the timers that are due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire_parked(now);
         let mut due = Vec::new();
         while let Some(&Reverse((t, id))) = self.deadlines.peek() {
             if t > now {
@@ -392,9 +541,14 @@ impl Listener {
         }
     }
 
-    /// The earliest deadline over all connections.
+    /// The earliest deadline over all connections and parked handshakes.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse((t, _))| *t)
+        let conns = self.deadlines.peek().map(|Reverse((t, _))| *t);
+        let parked = self.parked_order.front().map(|&(t, _)| t);
+        match (conns, parked) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -421,6 +575,11 @@ impl Listener {
             self.reap(id);
         }
         None
+    }
+
+    /// Callers refused after the hook admitted or deferred them, oldest first.
+    pub fn poll_refusal(&mut self) -> Option<Refusal> {
+        self.refusals.pop_front()
     }
 
     /// Sends one payload on a connection (the `Bytes` is shared, not copied, when unencrypted).

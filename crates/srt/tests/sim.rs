@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::sync::{Arc, Mutex};
+
 use stadion_srt::{
-    AcceptDecision, CloseReason, Connection, ConnectionConfig, Event, Listener, ListenerConfig,
-    Stats, reject,
+    AcceptDecision, AcceptHook, CloseReason, ConnectRequest, Connection, ConnectionConfig, Event,
+    Listener, ListenerConfig, Refusal, RequestId, Stats, reject,
 };
 
 #[derive(Clone, Copy)]
@@ -76,10 +78,6 @@ impl Sim {
         caller_cfg: ConnectionConfig,
         passphrase: Option<&'static str>,
     ) -> Sim {
-        let mut rng = StdRng::seed_from_u64(seed);
-        #[allow(clippy::disallowed_methods)] // the simulation's virtual clock starts here
-        let base = Instant::now();
-        let caller = Connection::connect(base, SERVER, caller_cfg, &mut rng).unwrap();
         let hook = move |req: &stadion_srt::ConnectRequest<'_>| {
             if req.stream_id.resource() == "nope" {
                 AcceptDecision::Reject(reject::NOT_FOUND)
@@ -90,18 +88,35 @@ impl Sim {
                 }
             }
         };
+        let mut sim = Sim::with_hook(seed, caller_cfg, ListenerConfig::default(), Box::new(hook));
+        sim.link = link;
+        sim.skew = skew;
+        sim
+    }
+
+    /// A clean link without skew, and the listener's hook and settings chosen by the test.
+    fn with_hook(
+        seed: u64,
+        caller_cfg: ConnectionConfig,
+        listener_cfg: ListenerConfig,
+        hook: Box<dyn AcceptHook>,
+    ) -> Sim {
+        let mut rng = StdRng::seed_from_u64(seed);
+        #[allow(clippy::disallowed_methods)] // the simulation's virtual clock starts here
+        let base = Instant::now();
+        let caller = Connection::connect(base, SERVER, caller_cfg, &mut rng).unwrap();
         let listener = Listener::new(
             base,
-            ListenerConfig::default(),
-            Box::new(hook),
+            listener_cfg,
+            hook,
             Box::new(StdRng::seed_from_u64(seed ^ 0xABCD)),
         );
         Sim {
             rng,
             base,
             t: Duration::ZERO,
-            skew,
-            link,
+            skew: 0.0,
+            link: Link::clean(),
             wire: BinaryHeap::new(),
             counter: 0,
             caller,
@@ -528,4 +543,131 @@ fn tsbpd_follows_a_drifting_clock() {
             "packet {i}: {delay:?} from send to play-out"
         );
     }
+}
+
+/// A hook that defers every decision and records the requests it saw.
+fn deferring_hook() -> (Box<dyn AcceptHook>, Arc<Mutex<Vec<RequestId>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let hook = move |req: &ConnectRequest<'_>| {
+        log.lock().unwrap().push(req.id);
+        AcceptDecision::Defer
+    };
+    (Box::new(hook), seen)
+}
+
+#[test]
+fn deferred_decision_parks_the_handshake_until_resolved() {
+    let (hook, seen) = deferring_hook();
+    let mut sim = Sim::with_hook(
+        20,
+        ConnectionConfig::default(),
+        ListenerConfig::default(),
+        hook,
+    );
+    // The caller retransmits its conclusion every 250 ms while the decision is pending.
+    sim.run_until(Duration::from_secs(1));
+    assert!(!sim.caller.is_established());
+    assert_eq!(seen.lock().unwrap().len(), 1, "asked once per request");
+    assert_eq!(sim.listener.connection_ids().count(), 0);
+    let id = seen.lock().unwrap()[0];
+    let now = sim.listener_now();
+    let accept = AcceptDecision::Accept {
+        passphrase: None,
+        latency: None,
+    };
+    assert!(sim.listener.resolve(now, id, accept.clone()));
+    assert!(!sim.listener.resolve(now, id, accept), "resolved once");
+    stream(&mut sim, 200);
+    assert_all_in_order(&sim, 200);
+    let connected = sim
+        .listener_events
+        .iter()
+        .filter(|e| **e == Event::Connected)
+        .count();
+    assert_eq!(connected, 1);
+    assert_eq!(sim.listener.connection_ids().count(), 1);
+    let conn = sim.listener.connection(sim.listener_conn.unwrap()).unwrap();
+    assert_eq!(conn.request_id(), Some(id));
+    assert_eq!(sim.listener.poll_refusal(), None);
+}
+
+#[test]
+fn deferred_decision_can_reject_or_time_out() {
+    let (hook, seen) = deferring_hook();
+    let mut sim = Sim::with_hook(
+        21,
+        ConnectionConfig::default(),
+        ListenerConfig::default(),
+        hook,
+    );
+    sim.run_until(Duration::from_millis(600));
+    let id = seen.lock().unwrap()[0];
+    let now = sim.listener_now();
+    assert!(
+        sim.listener
+            .resolve(now, id, AcceptDecision::Reject(reject::FORBIDDEN))
+    );
+    sim.run_until(Duration::from_millis(700));
+    assert_eq!(
+        sim.caller_events,
+        vec![Event::Closed(CloseReason::Rejected(reject::FORBIDDEN))]
+    );
+    // The application refused it itself: nothing to report back.
+    assert_eq!(sim.listener.poll_refusal(), None);
+
+    let (hook, seen) = deferring_hook();
+    let mut listener_cfg = ListenerConfig::default();
+    listener_cfg.connection.connect_timeout = Duration::from_secs(1);
+    let mut sim = Sim::with_hook(22, ConnectionConfig::default(), listener_cfg, hook);
+    sim.run_until(Duration::from_millis(1500));
+    let id = seen.lock().unwrap()[0];
+    assert_eq!(
+        sim.caller_events,
+        vec![Event::Closed(CloseReason::Rejected(reject::TIMEOUT))]
+    );
+    let refusal = sim.listener.poll_refusal().unwrap();
+    assert_eq!((refusal.id, refusal.code), (id, reject::TIMEOUT));
+    let now = sim.listener_now();
+    let late = AcceptDecision::Accept {
+        passphrase: None,
+        latency: None,
+    };
+    assert!(!sim.listener.resolve(now, id, late), "too late");
+    assert_eq!(sim.listener.connection_ids().count(), 0);
+}
+
+#[test]
+fn admitted_caller_with_the_wrong_passphrase_is_reported() {
+    let cfg = ConnectionConfig {
+        passphrase: Some("the-wrong-one".into()),
+        stream_id: Some("#!::r=cam1,u=rhb".into()),
+        ..ConnectionConfig::default()
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let hook = move |req: &ConnectRequest<'_>| {
+        log.lock().unwrap().push(req.id);
+        AcceptDecision::Accept {
+            passphrase: Some("the-right-one".into()),
+            latency: None,
+        }
+    };
+    let mut sim = Sim::with_hook(23, cfg, ListenerConfig::default(), Box::new(hook));
+    sim.run_until(Duration::from_millis(500));
+    assert_eq!(
+        sim.caller_events,
+        vec![Event::Closed(CloseReason::Rejected(reject::BADSECRET))]
+    );
+    let id = seen.lock().unwrap()[0];
+    assert_eq!(
+        sim.listener.poll_refusal(),
+        Some(Refusal {
+            id,
+            peer: CALLER,
+            stream_id: "#!::r=cam1,u=rhb".into(),
+            code: reject::BADSECRET,
+        })
+    );
+    assert_eq!(sim.listener.poll_refusal(), None);
 }
