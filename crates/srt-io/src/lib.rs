@@ -44,7 +44,9 @@
 //! - **Revocation**: [`SrtListener::close`] (or [`SrtConnection::close`], or dropping the
 //!   handle) sends the peer a shutdown at once; the handle's [`SrtConnection::close_reason`]
 //!   then reads [`CloseReason::Local`]. The application keeps its own reason (licence revoked,
-//!   feed ended) next to the id.
+//!   feed ended) next to the id. A connection that ends otherwise reads
+//!   [`CloseReason::PeerShutdown`] (the peer closed), [`CloseReason::IdleTimeout`] (the peer
+//!   fell silent) or [`CloseReason::Error`] (the peer reported an error, or the socket failed).
 //! - **Lifetime**: a driver runs while any handle of its socket lives. Once the
 //!   [`SrtListener`] and all its [`SrtConnection`]s (or a caller's one connection) are dropped,
 //!   the remaining peers get a shutdown and the socket is closed.
@@ -699,6 +701,15 @@ impl<C: Core> Driver<C> {
     async fn run(mut self) {
         if let Err(e) = self.run_inner().await {
             tracing::warn!(error = %e, "SRT driver stopped");
+            let reason = CloseReason::Error(format!("socket error: {e}"));
+            for slot in self.slots.values() {
+                *lock(&slot.close_reason) = Some(reason.clone());
+            }
+            if let Role::Caller(tx) = &mut self.role
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(Err(SrtError::Io(e)));
+            }
         }
     }
 

@@ -187,6 +187,9 @@ pub enum CloseReason {
     Rejected(u32),
     /// The caller's handshake got no answer in time.
     ConnectTimeout,
+    /// The connection broke: the peer sent an SRT peer-error message, or the IO layer under
+    /// it failed (a socket error); the text says which.
+    Error(String),
 }
 
 /// Something the application should know.
@@ -762,7 +765,15 @@ impl Connection {
                     .push_back(Event::Closed(CloseReason::PeerShutdown));
             }
             Control::DropRequest { first, last, .. } => self.on_drop_request(now, first, last),
-            Control::PeerError { .. } => {}
+            Control::PeerError { code } => {
+                // libsrt sends this when its side can no longer take data (a failed write);
+                // the connection is of no further use.
+                self.state = State::Closed;
+                self.events
+                    .push_back(Event::Closed(CloseReason::Error(format!(
+                        "peer reported error {code}"
+                    ))));
+            }
             Control::KmReq(km) => {
                 let rsp = match self.crypto.as_mut().map(|c| c.install(&km)) {
                     Some(Ok(())) => KmResponse::Echo(km),

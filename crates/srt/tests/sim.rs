@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::{Arc, Mutex};
 
+use stadion_srt::packet::{Control, ControlPacket};
 use stadion_srt::{
     AcceptDecision, AcceptHook, CloseReason, ConnectRequest, Connection, ConnectionConfig, Event,
     Listener, ListenerConfig, Refusal, RequestId, Stats, reject,
@@ -670,4 +671,26 @@ fn admitted_caller_with_the_wrong_passphrase_is_reported() {
         })
     );
     assert_eq!(sim.listener.poll_refusal(), None);
+}
+
+#[test]
+fn a_peer_error_ends_the_connection_with_an_error() {
+    let mut sim = Sim::new(24, Link::clean(), 0.0, ConnectionConfig::default(), None);
+    sim.run_until(Duration::from_millis(300));
+    assert!(sim.caller.is_established());
+    let error = ControlPacket {
+        timestamp: 0,
+        dest_socket: sim.caller.local_socket_id(),
+        control: Control::PeerError { code: 4000 },
+    };
+    let now = sim.caller_now();
+    sim.caller.handle_input(now, Bytes::from(error.to_bytes()));
+    sim.pump();
+    assert_eq!(
+        sim.caller_events.last(),
+        Some(&Event::Closed(CloseReason::Error(
+            "peer reported error 4000".into()
+        )))
+    );
+    assert!(sim.caller.is_closed());
 }
