@@ -1,5 +1,5 @@
-//! Timing a given sequence of visits: the earliest schedule, leaving the depot just late
-//! enough not to wait at the first stop.
+//! Timing a given sequence of visits: leave the depot as late as the route allows, then
+//! start every visit as soon as possible.
 
 use crate::model::{Instance, Route, TimeWindow, Visit, VisitKind};
 
@@ -17,11 +17,28 @@ pub fn schedule(instance: &Instance, vehicle_type: usize, kinds: &[VisitKind]) -
             VisitKind::Reload => (vt.start_depot, TimeWindow::UNBOUNDED, vt.reload_time),
         }
     };
-    let mut departure = vt.shift.start;
-    if let Some(&first @ VisitKind::Request { .. }) = kinds.first() {
-        let (to, window, _) = place(first, vt.start_depot);
-        departure = departure.max(window.start - instance.duration.get(vt.start_depot, to));
+    // Leave as late as the windows and the shift allow (latest start at each stop, walking
+    // back from the end depot): no waiting with passengers on board that could be avoided.
+    let mut here = vt.start_depot;
+    let stops: Vec<(usize, TimeWindow, f64)> = kinds
+        .iter()
+        .map(|&kind| {
+            let stop = place(kind, here);
+            here = stop.0;
+            stop
+        })
+        .collect();
+    let mut latest = vt.shift.end;
+    let mut next = vt.end_depot;
+    for &(at, window, service) in stops.iter().rev() {
+        latest = (latest - instance.duration.get(at, next) - service).min(window.end);
+        next = at;
     }
+    let departure = if kinds.is_empty() {
+        vt.shift.start
+    } else {
+        (latest - instance.duration.get(vt.start_depot, next)).max(vt.shift.start)
+    };
     let mut here = vt.start_depot;
     let mut t = departure;
     let visits = kinds

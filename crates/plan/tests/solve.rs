@@ -122,7 +122,8 @@ fn grid_instance(n: usize) -> Instance {
 fn mixed_fleet_breaks_and_unservable_requests() {
     let mut inst = grid_instance(24);
     inst.vehicle_types[1].breaks.push(Break {
-        window: TimeWindow::new(5.0, 60.0),
+        // Every route serves a window ending at 400, so it overlaps this one.
+        window: TimeWindow::new(100.0, 450.0),
         duration: 15.0,
     });
     // Impossible: due before the vehicle can get there.

@@ -140,19 +140,26 @@ pub fn write(
     };
     let kpis_json = dir.join("kpis.json");
     json(&kpis_json, &kpis).map_err(|e| fail(&kpis_json, &e))?;
+    /// Rows under the header serde derives from them, or `empty_header` when there are none.
     fn csv_file<T: Serialize>(
         path: &Path,
         rows: impl IntoIterator<Item = T>,
+        empty_header: &[&str],
     ) -> Result<(), String> {
         let mut w = csv::Writer::from_path(path).map_err(|e| e.to_string())?;
+        let mut any = false;
         for row in rows {
             w.serialize(row).map_err(|e| e.to_string())?;
+            any = true;
+        }
+        if !any && !empty_header.is_empty() {
+            w.write_record(empty_header).map_err(|e| e.to_string())?;
         }
         w.flush().map_err(|e| e.to_string())
     }
     let csv_at = |name: &str| dir.join(name);
     let wrap = |name: &str, res: Result<(), String>| res.map_err(|e| fail(&csv_at(name), &e));
-    wrap("trips.csv", csv_file(&csv_at("trips.csv"), &r.trips))?;
+    wrap("trips.csv", csv_file(&csv_at("trips.csv"), &r.trips, &[]))?;
     wrap(
         "blocks.csv",
         csv_file(
@@ -171,13 +178,21 @@ pub fn write(
                 hours: b.hours,
                 break_at: b.break_at.as_deref(),
             }),
+            &[],
         ),
     )?;
-    wrap("lines.csv", csv_file(&csv_at("lines.csv"), &r.lines))?;
-    wrap("depots.csv", csv_file(&csv_at("depots.csv"), &r.depots))?;
+    wrap("lines.csv", csv_file(&csv_at("lines.csv"), &r.lines, &[]))?;
+    wrap(
+        "depots.csv",
+        csv_file(&csv_at("depots.csv"), &r.depots, &[]),
+    )?;
     wrap(
         "unserved.csv",
-        csv_file(&csv_at("unserved.csv"), &r.unserved),
+        csv_file(
+            &csv_at("unserved.csv"),
+            &r.unserved,
+            &report::Unserved::COLUMNS,
+        ),
     )?;
     draw::map(scenario, r, &dir.join("map.svg"))?;
     draw::gantt(r, &dir.join("gantt.svg"))?;

@@ -106,6 +106,23 @@ pub struct Unserved {
     pub reason: String,
 }
 
+impl Unserved {
+    /// The CSV header, written even when every load is carried.
+    pub const COLUMNS: [&str; 11] = [
+        "id",
+        "session",
+        "group",
+        "direction",
+        "people",
+        "from",
+        "to",
+        "pickup_window",
+        "dropoff_window",
+        "source",
+        "reason",
+    ];
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Kpis {
     pub vehicles_used: usize,

@@ -64,6 +64,13 @@ pub(crate) struct Seg {
     pub peak: i64,
 }
 
+/// A stop of a route or one of the vehicle's breaks, for exact scheduling.
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    Node(usize),
+    Break(usize),
+}
+
 /// Penalty weights for infeasible intermediates.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Penalties {
@@ -266,114 +273,164 @@ impl<'a> Data<'a> {
         self.base_cost(v, s) + p.load * self.excess(v, s) as f64 + p.warp * s.warp
     }
 
-    /// Ride-time excess plus the extra time warp the vehicle's breaks cause.
+    /// Ride-time excess plus the extra time warp the vehicle's breaks cause, on the schedule
+    /// that leaves the depot as late as the route allows (least waiting with passengers on
+    /// board), with each break at the place that costs least. O(route length) per break.
     pub fn schedule_excess(&self, v: usize, r: &[usize]) -> f64 {
-        if !self.exact_schedule {
+        if !self.exact_schedule || r.is_empty() {
             return 0.0;
         }
-        self.ride_excess(v, r) + self.break_excess(v, r)
-    }
-
-    /// Time warp added by placing each required break at its best place in route `r`.
-    fn break_excess(&self, v: usize, r: &[usize]) -> f64 {
-        let veh = &self.vehicles[v];
-        let breaks = &self.inst.vehicle_types[veh.vehicle_type].breaks;
-        if breaks.is_empty() || r.is_empty() {
-            return 0.0;
-        }
-        // Items: `Ok(node)` or `Err(break index)`; returns (warp, departure, end).
-        let sim = |items: &[Result<usize, usize>]| {
-            let inst = self.inst;
-            let mut here = veh.start;
-            let mut t = veh.shift_start;
-            if let Some(Ok(first)) = items.first() {
-                let n = &self.nodes[*first];
-                t = t.max(n.early - inst.duration.get(veh.start, n.loc));
-            }
-            let departure = t;
-            let mut warp = 0.0;
-            for item in items {
-                let (arrive, early, late, service) = match *item {
-                    Ok(x) => {
-                        let n = &self.nodes[x];
-                        let a = t + inst.duration.get(here, n.loc);
-                        here = n.loc;
-                        (a, n.early, n.late, n.service)
-                    }
-                    Err(b) => (
-                        t,
-                        breaks[b].window.start,
-                        breaks[b].window.end,
-                        breaks[b].duration,
-                    ),
-                };
-                let mut start = arrive.max(early);
-                if start > late {
-                    warp += start - late;
-                    start = late;
-                }
-                t = start + service;
-            }
-            let end = t + inst.duration.get(here, veh.end);
-            warp += (end - veh.shift_end).max(0.0);
-            (warp, departure, end)
-        };
-        let mut items: Vec<Result<usize, usize>> = r.iter().map(|&x| Ok(x)).collect();
-        let base = sim(&items).0;
+        let mut items: Vec<Item> = r.iter().map(|&x| Item::Node(x)).collect();
+        let base = self.items_seg(v, &items).warp;
+        let breaks = &self.inst.vehicle_types[self.vehicles[v].vehicle_type].breaks;
         for (b, br) in breaks.iter().enumerate() {
-            let (_, departure, end) = sim(&items);
+            let seg = self.items_seg(v, &items);
+            let departure = self.departure(v, &seg);
+            let (end, _) = self.timeline(v, &items, departure);
             if !(departure < br.window.end && end > br.window.start) {
                 continue;
             }
-            let best = (0..=items.len())
-                .map(|at| {
-                    let mut with = items.clone();
-                    with.insert(at, Err(b));
-                    (sim(&with).0, with)
+            // Warp with the break after each prefix, from cached prefix and suffix segments.
+            let k = items.len();
+            let mut prefix = Vec::with_capacity(k + 1);
+            prefix.push(self.start_seg(v));
+            for (i, &it) in items.iter().enumerate() {
+                let s = self.concat(&prefix[i], &self.item_seg(v, it, prefix[i].last));
+                prefix.push(s);
+            }
+            let mut suffix = vec![self.end_seg(v); k + 1];
+            for i in (0..k).rev() {
+                let here = if i == 0 {
+                    self.vehicles[v].start
+                } else {
+                    prefix[i].last
+                };
+                suffix[i] = self.concat(&self.item_seg(v, items[i], here), &suffix[i + 1]);
+            }
+            let warp_at: Vec<f64> = (0..=k)
+                .map(|i| {
+                    let with = self.concat(
+                        &prefix[i],
+                        &self.item_seg(v, Item::Break(b), prefix[i].last),
+                    );
+                    self.concat(&with, &suffix[i]).warp
                 })
-                .min_by(|a, b| a.0.total_cmp(&b.0))
-                .expect("at least one position");
-            items = best.1;
+                .collect();
+            let least = warp_at.iter().copied().fold(f64::INFINITY, f64::min);
+            // Among the places of least warp, the first with nobody on board (a break
+            // during a ride lengthens it), else the first.
+            let mut on_board = 0i32;
+            let mut empty_at = Vec::with_capacity(k + 1);
+            empty_at.push(true);
+            for &it in &items {
+                if let Item::Node(x) = it
+                    && self.nodes[x].partner.is_some()
+                {
+                    on_board += if self.nodes[x].side == Side::Pickup {
+                        1
+                    } else {
+                        -1
+                    };
+                }
+                empty_at.push(on_board == 0);
+            }
+            let least_at = |i: &usize| warp_at[*i] <= least + 1e-9;
+            let at = (0..=k)
+                .filter(least_at)
+                .find(|&i| empty_at[i])
+                .or_else(|| (0..=k).find(least_at))
+                .expect("at least one place");
+            items.insert(at, Item::Break(b));
         }
-        (sim(&items).0 - base).max(0.0)
+        let seg = self.items_seg(v, &items);
+        let ride = if self.ride_limits {
+            self.timeline(v, &items, self.departure(v, &seg)).1
+        } else {
+            0.0
+        };
+        (seg.warp - base).max(0.0) + ride
     }
 
-    /// Time by which rides on route `r` of vehicle `v` exceed their maximum, on the earliest
-    /// schedule; charged like time warp.
-    pub fn ride_excess(&self, v: usize, r: &[usize]) -> f64 {
-        if !self.ride_limits || r.is_empty() {
-            return 0.0;
-        }
-        let inst = self.inst;
-        let veh = &self.vehicles[v];
-        let first = &self.nodes[r[0]];
-        let mut t = veh
-            .shift_start
-            .max(first.early - inst.duration.get(veh.start, first.loc));
-        let mut here = veh.start;
-        let mut left = std::collections::HashMap::new();
-        let mut total = 0.0;
-        for &x in r {
-            let node = &self.nodes[x];
-            let start = (t + inst.duration.get(here, node.loc)).max(node.early);
-            t = start + node.service;
-            here = node.loc;
-            match (node.partner, node.side) {
-                (Some(_), crate::model::Side::Pickup) => {
-                    left.insert(node.request, t);
+    /// The segment of one item; a break is taken at `here`, where the vehicle is.
+    fn item_seg(&self, v: usize, item: Item, here: usize) -> Seg {
+        match item {
+            Item::Node(x) => self.node_seg(x),
+            Item::Break(b) => {
+                let br = &self.inst.vehicle_types[self.vehicles[v].vehicle_type].breaks[b];
+                Seg {
+                    first: here,
+                    last: here,
+                    dist: 0.0,
+                    dur: br.duration,
+                    warp: 0.0,
+                    early: br.window.start,
+                    late: br.window.end,
+                    depot_load: 0,
+                    net: 0,
+                    peak: 0,
                 }
-                (Some(_), crate::model::Side::Delivery) => {
-                    if let (Some(max), Some(&l)) = (
-                        inst.requests[node.request].max_ride_time,
-                        left.get(&node.request),
-                    ) {
-                        total += (start - l - max).max(0.0);
-                    }
-                }
-                _ => {}
             }
         }
-        total
+    }
+
+    /// The whole route of `items` on vehicle `v`, depots included.
+    fn items_seg(&self, v: usize, items: &[Item]) -> Seg {
+        let mut acc = self.start_seg(v);
+        for &it in items {
+            acc = self.concat(&acc, &self.item_seg(v, it, acc.last));
+        }
+        self.concat(&acc, &self.end_seg(v))
+    }
+
+    /// The latest departure that adds no time warp: as [`crate::schedule`] does.
+    fn departure(&self, v: usize, route: &Seg) -> f64 {
+        let veh = &self.vehicles[v];
+        route
+            .late
+            .clamp(veh.shift_start, veh.shift_end.max(veh.shift_start))
+    }
+
+    /// Walks `items` from `departure` (late starts clipped to the window, as time warp does):
+    /// (return to the depot, ride time over the maxima).
+    fn timeline(&self, v: usize, items: &[Item], departure: f64) -> (f64, f64) {
+        let inst = self.inst;
+        let veh = &self.vehicles[v];
+        let breaks = &inst.vehicle_types[veh.vehicle_type].breaks;
+        let (mut here, mut t, mut ride) = (veh.start, departure, 0.0);
+        // Pickups on board: (request, time they left the pickup).
+        let mut on_board: Vec<(usize, f64)> = Vec::new();
+        for &it in items {
+            let (arrive, early, late, service) = match it {
+                Item::Node(x) => {
+                    let n = &self.nodes[x];
+                    let a = t + inst.duration.get(here, n.loc);
+                    here = n.loc;
+                    (a, n.early, n.late, n.service)
+                }
+                Item::Break(b) => (
+                    t,
+                    breaks[b].window.start,
+                    breaks[b].window.end,
+                    breaks[b].duration,
+                ),
+            };
+            let start = arrive.max(early).min(late);
+            t = start + service;
+            let Item::Node(x) = it else { continue };
+            let n = &self.nodes[x];
+            if n.partner.is_none() {
+                continue;
+            }
+            if n.side == Side::Pickup {
+                on_board.push((n.request, t));
+            } else if let Some(i) = on_board.iter().position(|&(q, _)| q == n.request) {
+                let (_, left) = on_board.swap_remove(i);
+                if let Some(max) = inst.requests[n.request].max_ride_time {
+                    ride += (start - left - max).max(0.0);
+                }
+            }
+        }
+        (t + inst.duration.get(here, veh.end), ride)
     }
 
     /// Granular neighbourhoods: distance plus weighted waiting and time warp the pair would

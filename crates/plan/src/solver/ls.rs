@@ -6,6 +6,7 @@
 use super::data::{Data, NONE, Penalties, Seg};
 use rand::Rng;
 use rand::seq::SliceRandom;
+use std::time::Instant;
 
 const EPS: f64 = 1e-7;
 
@@ -46,6 +47,8 @@ pub(crate) struct LocalSearch<'d, 'a> {
     /// Whether route cost is fixed plus distance only, so that travel deltas bound moves.
     prunable: bool,
     has_pairs: bool,
+    /// When [`Self::search`] must stop, local optimum or not.
+    pub deadline: Option<Instant>,
 }
 
 impl<'d, 'a> LocalSearch<'d, 'a> {
@@ -79,6 +82,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             // Ride times can shrink when nodes are inserted (waits absorb delays): no bound.
             prunable: !data.exact_schedule && data.vehicles.iter().all(|v| v.per_time == 0.0),
             has_pairs: data.nodes.iter().any(|n| n.partner.is_some()),
+            deadline: None,
         }
     }
 
@@ -305,6 +309,9 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
         loop {
             let mut improved = false;
             for oi in 0..self.order.len() {
+                if oi % 16 == 0 && self.deadline.is_some_and(|d| Instant::now() >= d) {
+                    return;
+                }
                 let u = self.order[oi];
                 if self.route_of[u] == NONE {
                     continue;
@@ -333,6 +340,73 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
                 break;
             }
         }
+    }
+
+    /// Whether route `r` breaks a constraint (load, time, ride or break).
+    fn infeasible(&self, r: usize) -> bool {
+        let route = &self.routes[r];
+        let k = route.len();
+        k > 0
+            && (self.data.excess(route.vehicle, &route.fwd[k + 1]) > 0
+                || route.fwd[k + 1].warp > 1e-9
+                || self.data.schedule_excess(route.vehicle, &route.nodes) > 1e-9)
+    }
+
+    /// Takes requests out of every infeasible route until it is feasible, the one whose
+    /// removal leaves the cheapest route first; [`Self::search`] reinserts them where they
+    /// fit best. Escapes the plateaus of peak overload that no single move lowers (two
+    /// overlapping rides each over capacity). Returns whether anything was taken out.
+    pub fn unload_infeasible(&mut self) -> bool {
+        let mut any = false;
+        for r in 0..self.routes.len() {
+            while self.infeasible(r) {
+                let route = &self.routes[r];
+                let v = route.vehicle;
+                let without = |x: usize| -> Vec<usize> {
+                    let partner = self.data.nodes[x].partner;
+                    route
+                        .nodes
+                        .iter()
+                        .copied()
+                        .filter(|&y| y != x && Some(y) != partner)
+                        .collect()
+                };
+                // Load and time windows first; the costlier exact schedule only when they
+                // are already kept.
+                let k = route.len();
+                let timed =
+                    self.data.excess(v, &route.fwd[k + 1]) == 0 && route.fwd[k + 1].warp <= 1e-9;
+                let cost = |nodes: &[usize]| {
+                    let seg = self
+                        .data
+                        .route_seg(v, nodes.iter().map(|&x| self.data.node_seg(x)));
+                    let c = self.data.penalised(v, &seg, self.pen);
+                    if timed {
+                        c + self.ride_cost(v, nodes)
+                    } else {
+                        c
+                    }
+                };
+                let out = route
+                    .nodes
+                    .iter()
+                    .copied()
+                    .filter(|&x| self.data.nodes[x].inserted_first())
+                    .map(|x| (cost(&without(x)), x))
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, x)| x)
+                    .expect("an infeasible route has a request");
+                let rest = without(out);
+                for x in std::iter::once(out).chain(self.data.nodes[out].partner) {
+                    self.route_of[x] = NONE;
+                    self.pos_of[x] = NONE;
+                }
+                self.routes[r].nodes = rest;
+                self.update(r);
+                any = true;
+            }
+        }
+        any
     }
 
     /// Tries the node moves between `u` and its neighbour `v`; applies the first improving.
@@ -501,15 +575,19 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             };
             self.eval(vu, &parts, false)
         };
-        let mut new = new;
-        if self.data.exact_schedule {
-            let (lu, lv) = self.exchange_lists(ru, pu, n, rv, pv, m);
-            new += self.ride_cost(vu, &lu) + lv.map_or(0.0, |l| self.ride_cost(vv, &l));
-        }
+        // Schedule penalties are never negative: a move that does not pay without them
+        // cannot pay with them, so the costly exact schedule is timed only for the rest.
         if new - old >= -EPS {
             return false;
         }
         let (lu, lv) = self.exchange_lists(ru, pu, n, rv, pv, m);
+        if self.data.exact_schedule
+            && new + self.ride_cost(vu, &lu) + lv.as_ref().map_or(0.0, |l| self.ride_cost(vv, l))
+                - old
+                >= -EPS
+        {
+            return false;
+        }
         self.routes[ru].nodes = lu;
         self.update(ru);
         if let Some(lv) = lv {
@@ -640,13 +718,17 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             pv == 0 && pu >= ku,
         );
         let mut new = new_u + new_v;
+        let old = self.routes[ru].cost + self.routes[rv].cost;
+        if new - old >= -EPS {
+            return false;
+        }
         if self.data.exact_schedule {
             let (u, v) = (&self.routes[ru].nodes, &self.routes[rv].nodes);
             new += self.ride_cost(vu, &[&u[..pu], &v[pv..]].concat())
                 + self.ride_cost(vv, &[&v[..pv], &u[pu..]].concat());
-        }
-        if new - self.routes[ru].cost - self.routes[rv].cost >= -EPS {
-            return false;
+            if new - old >= -EPS {
+                return false;
+            }
         }
         let tail_u: Vec<usize> = self.routes[ru].nodes.drain(pu..).collect();
         let tail_v: Vec<usize> = self.routes[rv].nodes.drain(pv..).collect();
@@ -729,6 +811,10 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             return false;
         };
         let mut new = new_u + new_v;
+        let old = self.routes[ru].cost + self.routes[rv].cost;
+        if new - old >= -EPS {
+            return false;
+        }
         if self.data.exact_schedule {
             let rest: Vec<usize> = self.routes[ru]
                 .nodes
@@ -741,9 +827,9 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             with.insert(i, p);
             new += self.ride_cost(self.routes[ru].vehicle, &rest)
                 + self.ride_cost(self.routes[rv].vehicle, &with);
-        }
-        if new - self.routes[ru].cost - self.routes[rv].cost >= -EPS {
-            return false;
+            if new - old >= -EPS {
+                return false;
+            }
         }
         self.routes[ru].nodes.retain(|&x| x != p && x != d);
         self.routes[rv].nodes.insert(j, d);

@@ -40,6 +40,8 @@ const PENALTY_WINDOW: usize = 25;
 const REPAIR_PROBABILITY: f64 = 0.8;
 const REPAIR_BOOST: f64 = 10.0;
 const ITERATIONS_BEFORE_RESTART: u64 = 20_000;
+/// Share of the time limit kept for the final repair while no feasible solution is known.
+const REPAIR_SHARE: f64 = 0.1;
 
 /// A complete assignment of nodes to vehicles with its cost components.
 #[derive(Debug, Clone)]
@@ -207,12 +209,16 @@ impl<'d, 'a> Search<'d, 'a> {
         self.warp_history.push(ind.warp <= 1e-9);
         if !ind.feasible() && self.rng.random_bool(REPAIR_PROBABILITY) {
             // Repair with boosted penalties, boosting once more if that is not enough.
-            for boost in [REPAIR_BOOST, REPAIR_BOOST * REPAIR_BOOST] {
+            // The second time, requests are first taken out of the infeasible routes.
+            for (boost, unload) in [(REPAIR_BOOST, false), (REPAIR_BOOST * REPAIR_BOOST, true)] {
                 let boosted = Penalties {
                     load: self.pen.load * boost,
                     warp: self.pen.warp * boost,
                 };
                 self.ls.load(&ind.routes, boosted);
+                if unload {
+                    self.ls.unload_infeasible();
+                }
                 self.ls.search(&mut self.rng);
                 let repaired = Indiv::new(self.data, self.ls.export());
                 if repaired.feasible() {
@@ -425,7 +431,14 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
         .map(|v| v.per_distance + v.per_time)
         .fold(0.0, f64::max)
         .max(1e-3);
-    let warp = (10.0 * per_distance * dist_sum / time_sum.max(1e-9)).clamp(0.1, 1e4);
+    let n2 = (instance.locations.len() * instance.locations.len()).max(1) as f64;
+    // With fixed costs, a unit of excess load or a travel time's worth of warp must weigh
+    // about a vehicle's share, or the search prefers overloading to opening a route.
+    let fixed = |t: &crate::model::VehicleType| t.fixed_cost;
+    let most_fixed = instance.vehicle_types.iter().map(fixed).fold(0.0, f64::max);
+    let warp = (10.0 * per_distance * dist_sum / time_sum.max(1e-9))
+        .max(most_fixed / (time_sum / n2).max(1e-9))
+        .clamp(0.1, 1e4);
     let mut search = Search {
         data: &data,
         objective: config.objective,
@@ -440,6 +453,13 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
                     .max()
                     .unwrap_or(1)
                     .max(1) as f64)
+                .max(
+                    instance
+                        .vehicle_types
+                        .iter()
+                        .map(|t| fixed(t) / t.capacity.max(1) as f64)
+                        .fold(0.0, f64::max),
+                )
                 .clamp(0.1, 1000.0),
             warp,
         },
@@ -451,8 +471,18 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
         best_infeasible: None,
     };
     let empty = vec![Vec::new(); data.vehicles.len()];
-    let out_of_time = |iteration: u64| {
-        started.elapsed() >= config.time_limit
+    let deadline = started + config.time_limit;
+    // While nothing feasible is known, the search stops early enough to leave the final
+    // repair a share of the budget.
+    let search_deadline = |search: &Search| {
+        if search.best.is_some() {
+            deadline
+        } else {
+            started + config.time_limit.mul_f64(1.0 - REPAIR_SHARE)
+        }
+    };
+    let out_of_time = |search: &Search, iteration: u64| {
+        Instant::now() >= search_deadline(search)
             || config.max_iterations.is_some_and(|m| iteration >= m)
     };
     let report = |search: &Search, iteration: u64| {
@@ -478,17 +508,19 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
     'outer: loop {
         // (Re)start: a population of randomised cheapest-insertion solutions.
         for _ in 0..MIN_POP {
-            if out_of_time(iteration) {
+            if out_of_time(&search, iteration) {
                 break 'outer;
             }
+            search.ls.deadline = Some(search_deadline(&search));
             let ind = search.educate(&empty);
             if search.insert(ind) {
                 report(&search, iteration);
             }
             search.adapt_penalties();
         }
-        while !out_of_time(iteration) && !reached_target(&search) {
+        while !out_of_time(&search, iteration) && !reached_target(&search) {
             iteration += 1;
+            search.ls.deadline = Some(search_deadline(&search));
             let routes = match (&search.best, config.objective) {
                 (Some(best), Objective::Hierarchical) if iteration.is_multiple_of(50) => {
                     let best = best.clone();
@@ -516,29 +548,25 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
         break;
     }
     report(&search, iteration);
-    // Nothing feasible in time: push the best infeasible solution hard towards feasibility
-    // before the last resort of dropping requests.
+    // Nothing feasible in time: take requests out of the infeasible routes of the best
+    // infeasible solution, let the local search put them back where they fit under heavy
+    // penalties while time is left, and take out again whatever still breaks a constraint;
+    // those requests are returned unassigned.
     if search.best.is_none()
         && let Some(inf) = search.best_infeasible.clone()
     {
-        let mut routes = inf.routes;
-        for boost in [1e3, 1e6] {
-            search.ls.load(
-                &routes,
-                Penalties {
-                    load: search.pen.load * boost,
-                    warp: search.pen.warp * boost,
-                },
-            );
+        search.ls.deadline = Some(deadline);
+        let boosted = Penalties {
+            load: search.pen.load * 1e3,
+            warp: search.pen.warp * 1e3,
+        };
+        search.ls.load(&inf.routes, boosted);
+        search.ls.unload_infeasible();
+        if Instant::now() < deadline {
             search.ls.search(&mut search.rng);
-            let ind = Indiv::new(&data, search.ls.export());
-            routes.clone_from(&ind.routes);
-            if ind.feasible() {
-                search.best = Some(ind);
-                break;
-            }
-            search.best_infeasible = Some(ind);
+            search.ls.unload_infeasible();
         }
+        search.best_infeasible = Some(Indiv::new(&data, search.ls.export()));
     }
     let best = search
         .best
