@@ -9,11 +9,10 @@ use std::future::Future;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
+use stadion_control::usage::UsageRecord;
 use stadion_srt::{Mode, StreamId, reject};
 use tokio::sync::broadcast;
 use uuid::Uuid;
-
-use crate::output::UsageEvent;
 
 /// SRT rejection code for a control plane that cannot answer (`SRT_REJX_DOWN`, HTTP 503).
 pub const REJECT_DOWN: u32 = 1503;
@@ -158,9 +157,12 @@ pub trait ControlPort: Send + Sync + 'static {
     fn changes(&self) -> broadcast::Receiver<LicenceChange>;
 
     /// Stores usage records (connects, deliveries, disconnects) for billing and reports.
+    /// `Err` only while the store cannot be reached: the node keeps the batch and retries.
+    /// Records the store refuses for good (e.g. their licence was deleted meanwhile) are
+    /// logged and left out, so that one of them cannot hold back the others.
     fn record_usage(
         &self,
-        events: &[UsageEvent],
+        records: &[UsageRecord],
     ) -> impl Future<Output = Result<(), ControlUnavailable>> + Send;
 }
 
@@ -319,62 +321,41 @@ impl ControlPort for InProcess {
         self.changes.subscribe()
     }
 
-    /// Usage goes into the audit log (`live.connect`, `live.delivered`, `live.disconnect`),
-    /// with the rights holder, flow and licence ids, so the audit API's filters select it.
-    async fn record_usage(&self, events: &[UsageEvent]) -> Result<(), ControlUnavailable> {
-        let entries: Vec<_> = events.iter().map(|e| usage_audit(&self.actor, e)).collect();
-        self.plane
-            .store()
-            .append_audit(&entries)
-            .await
-            .map_err(|e| ControlUnavailable(e.to_string()))
-    }
-}
-
-fn usage_audit(actor: &str, event: &UsageEvent) -> stadion_control::store::NewAudit {
-    let (key, at, action, reason) = match event {
-        UsageEvent::Connected { key, at } => (
-            key,
-            at,
-            "live.connect",
-            format!("{} connected over {}", key.peer, key.kind.as_str()),
-        ),
-        UsageEvent::Delivered {
-            key,
-            at,
-            packets,
-            bytes,
-        } => (
-            key,
-            at,
-            "live.delivered",
-            format!("{packets} packets, {bytes} bytes"),
-        ),
-        UsageEvent::Disconnected {
-            key,
-            at,
-            reason,
-            packets,
-            bytes,
-        } => (
-            key,
-            at,
-            "live.disconnect",
-            format!(
-                "{reason}: {} after {packets} packets, {bytes} bytes",
-                key.peer
-            ),
-        ),
-    };
-    stadion_control::store::NewAudit {
-        at: *at,
-        actor: actor.to_owned(),
-        action,
-        subject: format!("session/{}", key.session),
-        org_id: Some(key.rhb_id),
-        flow_id: Some(key.flow_id),
-        licence_id: Some(key.licence),
-        decision: "done",
-        reason,
+    /// Usage goes to the store's sessions and hourly usage (`/api/v1/sessions`,
+    /// `/api/v1/usage`); the audit log keeps the access decisions only.
+    async fn record_usage(&self, records: &[UsageRecord]) -> Result<(), ControlUnavailable> {
+        use stadion_control::StoreError;
+        let refused = |field: &str, message: &str, records: &[UsageRecord]| {
+            tracing::error!(
+                ?records,
+                field,
+                message,
+                "usage refused by the store; left out"
+            );
+        };
+        match self.plane.record_usage(records).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Invalid { field, message }) if records.len() == 1 => {
+                refused(&field, &message, records);
+                Ok(())
+            }
+            // The batch is one transaction: store the records one by one to keep the good
+            // ones. (Should the store go away halfway, the node retries the whole batch and
+            // the deliveries stored before count twice; both failures at once are rare.)
+            Err(StoreError::Invalid { .. }) => {
+                for record in records {
+                    let one = std::slice::from_ref(record);
+                    match self.plane.record_usage(one).await {
+                        Ok(()) => {}
+                        Err(StoreError::Invalid { field, message }) => {
+                            refused(&field, &message, one);
+                        }
+                        Err(e) => return Err(ControlUnavailable(e.to_string())),
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(ControlUnavailable(e.to_string())),
+        }
     }
 }

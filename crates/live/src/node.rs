@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use stadion_control::usage::UsageRecord;
 use stadion_srt::{
     AcceptDecision, AcceptHook, CloseReason, ConnectRequest, ConnectionConfig, ConnectionId,
     ListenerConfig, reject,
@@ -36,8 +37,8 @@ use crate::access::{self, Admission, ControlPort, LicenceChange, ReceiverRequest
 use crate::fanout::{Chunk, FlowBus};
 use crate::output::push::{self, PushContext, PushSpec, Shown};
 use crate::output::{
-    self, Counters, FlowOutputStatus, OutputKind, OutputStatus, ReceiverStatus, Session,
-    SessionHandle, SessionKey, SrtStatus, UsageEvent,
+    self, Counters, FlowOutputStatus, OutputStatus, ReceiverStatus, Session, SessionHandle,
+    SessionKey, SessionKind, SrtStatus, UsageLog,
 };
 
 /// How long an admitted caller may take to finish its handshake before its place in the
@@ -332,7 +333,7 @@ impl LiveNode {
             })?;
         let listen = listener.local_addr();
         let (commands, command_rx) = mpsc::channel(64);
-        let (usage, usage_rx) = mpsc::unbounded_channel();
+        let (usage, usage_rx) = UsageLog::new();
         let (gone, gone_rx) = mpsc::unbounded_channel();
         let (chunks, chunk_rx) = mpsc::channel(1024);
         let usage_writer = tokio::spawn(write_usage(port.clone(), usage_rx));
@@ -383,7 +384,7 @@ impl LiveNode {
 }
 
 /// Stores usage records in batches; keeps a batch and retries while the store is away.
-async fn write_usage<C: ControlPort>(port: Arc<C>, mut rx: mpsc::UnboundedReceiver<UsageEvent>) {
+async fn write_usage<C: ControlPort>(port: Arc<C>, mut rx: mpsc::UnboundedReceiver<UsageRecord>) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 512).await > 0 {
         let mut delay = Duration::from_millis(100);
@@ -436,7 +437,7 @@ struct Outputs {
     flows: HashMap<Arc<str>, FlowOut>,
     receivers: HashMap<ConnectionId, Receiver>,
     expiries: BinaryHeap<Reverse<(Instant, ConnectionId)>>,
-    usage: mpsc::UnboundedSender<UsageEvent>,
+    usage: UsageLog,
     gone: mpsc::UnboundedSender<(ConnectionId, Option<CloseReason>)>,
     chunks: mpsc::Sender<(Arc<str>, Chunk)>,
 }
@@ -609,14 +610,11 @@ impl Outputs {
             flow: pending.request.flow.clone(),
             flow_id: pending.admission.flow_id,
             peer: conn.peer(),
-            kind: OutputKind::SrtListener,
+            kind: SessionKind::SrtListener,
         };
         tracing::info!(peer = %key.peer, rhb = %key.rhb, flow = %key.flow, session = %key.session, "receiver connected");
         let connected_at = Utc::now();
-        let _ = self.usage.send(UsageEvent::Connected {
-            key: key.clone(),
-            at: connected_at,
-        });
+        self.usage.connected(&key, connected_at);
         let expires = instant_of(pending.admission.valid_until);
         self.expiries.push(Reverse((expires, id)));
         let session = Session::spawn(conn, self.gone.clone());
@@ -717,48 +715,20 @@ impl Outputs {
     }
 
     fn on_gone(&mut self, id: ConnectionId, reason: Option<CloseReason>) {
-        let Some(mut r) = self.receivers.remove(&id) else {
+        let Some(r) = self.receivers.remove(&id) else {
             return;
         };
         lock(&self.admissions).release(&r.request);
         self.refresh_ids(&r.flow.clone());
         let reason = r.cut.unwrap_or_else(|| close_reason_text(reason));
         tracing::info!(peer = %r.key.peer, rhb = %r.key.rhb, flow = %r.key.flow, reason, bytes = r.counters.bytes, "receiver disconnected");
-        self.finish(&mut r, reason);
-    }
-
-    /// The last usage records of a session.
-    fn finish(&self, r: &mut Receiver, reason: &str) {
-        let at = Utc::now();
-        if let Some((packets, bytes)) = r.counters.take_delta() {
-            let _ = self.usage.send(UsageEvent::Delivered {
-                key: r.key.clone(),
-                at,
-                packets,
-                bytes,
-            });
-        }
-        let _ = self.usage.send(UsageEvent::Disconnected {
-            key: r.key.clone(),
-            at,
-            reason: reason.to_owned(),
-            packets: r.counters.packets,
-            bytes: r.counters.bytes,
-        });
+        self.usage.disconnected(&r.key, &r.counters, reason);
     }
 
     fn report_usage(&mut self) {
         lock(&self.admissions).drop_pending(|p| p.at.elapsed() < PENDING_TTL);
-        let at = Utc::now();
         for r in self.receivers.values_mut() {
-            if let Some((packets, bytes)) = r.counters.take_delta() {
-                let _ = self.usage.send(UsageEvent::Delivered {
-                    key: r.key.clone(),
-                    at,
-                    packets,
-                    bytes,
-                });
-            }
+            self.usage.delivered(&r.key, &mut r.counters);
         }
     }
 
@@ -842,8 +812,9 @@ impl Outputs {
         let ids: Vec<_> = self.receivers.keys().copied().collect();
         for id in ids {
             self.listener.close(id);
-            if let Some(mut r) = self.receivers.remove(&id) {
-                self.finish(&mut r, "node_shutdown");
+            if let Some(r) = self.receivers.remove(&id) {
+                self.usage
+                    .disconnected(&r.key, &r.counters, "node_shutdown");
             }
         }
     }

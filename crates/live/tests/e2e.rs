@@ -1,6 +1,6 @@
 //! End to end with real peers and the real control plane (SQLite): Debian's ffmpeg makes the
-//! venue feed, libsrt's `srt-live-transmit` and ffmpeg are the broadcasters, the licences and
-//! the audit log live in `stadion-control`.
+//! venue feed, libsrt's `srt-live-transmit` and ffmpeg are the broadcasters, the licences, the
+//! audit log and the accounting (sessions, usage) live in `stadion-control`.
 //!
 //! The feed reaches the flow's bus as MPEG-TS over UDP (ffmpeg → UDP socket → bus), the way a
 //! UDP source delivers it; what is under test here is everything from the bus to the
@@ -17,7 +17,8 @@ use chrono::Utc;
 use common::Peer;
 use stadion_control::ControlPlane;
 use stadion_control::model::{Flow, LicenceState, OrgKind, Passphrase};
-use stadion_control::store::{Actor, AuditFilter, NewLicence};
+use stadion_control::store::{Actor, AuditFilter, NewLicence, Scope};
+use stadion_control::usage::{ReceiverSession, SessionFilter, SessionKind, UsageFilter, UsageRow};
 use stadion_live::access::InProcess;
 use stadion_live::fanout::FlowBus;
 use stadion_live::node::{LiveNode, NodeConfig, NodeHandle};
@@ -142,6 +143,29 @@ impl Env {
             ..AuditFilter::default()
         };
         self.control.store().audit(&filter).await.unwrap()
+    }
+
+    /// The stored sessions of a licence, newest first.
+    async fn sessions(&self, licence: Uuid) -> Vec<ReceiverSession> {
+        let filter = SessionFilter {
+            licence_id: Some(licence),
+            limit: 100,
+            ..SessionFilter::default()
+        };
+        self.control
+            .store()
+            .list_sessions(&filter, Scope::All)
+            .await
+            .unwrap()
+    }
+
+    /// The usage report (delivered volume per rights holder and flow).
+    async fn usage(&self) -> Vec<UsageRow> {
+        self.control
+            .store()
+            .usage_report(&UsageFilter::default(), Scope::All)
+            .await
+            .unwrap()
     }
 
     fn slt_url(&self, rhb: &str, passphrase: &str) -> String {
@@ -299,14 +323,31 @@ async fn licensed_broadcaster_receives_video_and_audio_with_ffmpeg() {
         "{decisions:?}"
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let connects = env.audit("live.connect").await;
-    assert_eq!(connects.len(), 1, "{connects:?}");
-    let disconnects = env.audit("live.disconnect").await;
-    assert_eq!(disconnects.len(), 1, "{disconnects:?}");
-    assert!(
-        disconnects[0].reason.starts_with("peer_closed"),
-        "{disconnects:?}"
+    let sessions = env.sessions(licence.id).await;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let session = &sessions[0];
+    assert_eq!(session.flow_id, env.flow_id);
+    assert_eq!(session.disconnect_reason.as_deref(), Some("peer_closed"));
+    // Three seconds of the feed went out, whole payloads.
+    assert!(session.bytes > 100_000, "{session:?}");
+    assert!(session.packets * 1316 >= session.bytes, "{session:?}");
+    let usage = env.usage().await;
+    assert_eq!(usage.len(), 1, "{usage:?}");
+    assert_eq!(
+        (usage[0].org_name.as_str(), usage[0].flow_name.as_str()),
+        ("rhb-one", FLOW)
     );
+    assert_eq!(
+        (
+            usage[0].bytes,
+            usage[0].packets,
+            usage[0].sessions,
+            usage[0].open_sessions
+        ),
+        (session.bytes, session.packets, 1, 0)
+    );
+    // The audit log keeps the access decisions, not the usage.
+    assert!(env.audit("live.connect").await.is_empty());
 }
 
 /// Connects with libsrt itself (`tests/peers/libsrt_connect.py`) as `rhb` and returns what
@@ -454,13 +495,15 @@ async fn revoking_during_playback_cuts_that_broadcaster_within_a_second() {
         .collect();
     assert_eq!(rhbs, ["rhb-two"]);
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let disconnects = env.audit("live.disconnect").await;
-    assert!(
-        disconnects
-            .iter()
-            .any(|e| e.licence_id == Some(one.id) && e.reason.starts_with("revoked")),
-        "{disconnects:?}"
-    );
+    let cut = env.sessions(one.id).await;
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert_eq!(cut[0].disconnect_reason.as_deref(), Some("revoked"));
+    assert!(cut[0].bytes > 0 && cut[0].disconnected_at.is_some());
+    let kept = env.sessions(two.id).await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].disconnected_at, None);
+    // Deliveries of the running session are stored every usage interval (500 ms here).
+    assert!(kept[0].bytes > 0, "{kept:?}");
 }
 
 /// A broadcaster whose network stalls: its packets pile up in its own SRT send buffer (bounded,
@@ -633,12 +676,12 @@ async fn pushes_to_a_broadcasters_srt_listener_until_revoked() {
         "push still delivering {last:?} after revoking"
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let disconnects = env.audit("live.disconnect").await;
+    let sessions = env.sessions(licence.id).await;
     assert!(
-        disconnects
-            .iter()
-            .any(|e| e.licence_id == Some(licence.id) && e.reason.starts_with("revoked")),
-        "{disconnects:?}"
+        sessions.iter().any(|s| s.kind == SessionKind::SrtPush
+            && s.bytes > 0
+            && s.disconnect_reason.as_deref() == Some("revoked")),
+        "{sessions:?}"
     );
     // Retries after the revocation are refused by the control plane and audited as such.
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -2,7 +2,7 @@
 //!
 //! Receivers that call in are served by [`crate::node`]; this module holds the parts every
 //! output shares: cutting a flow's chunks into SRT-sized payloads, the usage records the node
-//! reports, and the status it shows operators.
+//! stores for billing, and the status it shows operators.
 
 pub mod api;
 pub mod push;
@@ -14,6 +14,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+pub use stadion_control::usage::SessionKind;
+use stadion_control::usage::{UsageEvent, UsageRecord};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::access::LicenceId;
@@ -34,28 +37,6 @@ pub fn payloads(chunk: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
         .map(move |start| chunk.slice(start..(start + PAYLOAD).min(chunk.len())))
 }
 
-/// How a receiver reached the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputKind {
-    /// The broadcaster called the node's SRT listener.
-    SrtListener,
-    /// The node called the broadcaster's SRT listener.
-    SrtPush,
-    /// The node sends plain UDP to the broadcaster.
-    UdpPush,
-}
-
-impl OutputKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutputKind::SrtListener => "srt_listener",
-            OutputKind::SrtPush => "srt_push",
-            OutputKind::UdpPush => "udp_push",
-        }
-    }
-}
-
 /// Identifies one delivery session (one connection) in the usage records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionKey {
@@ -67,34 +48,54 @@ pub struct SessionKey {
     pub flow: String,
     pub flow_id: Uuid,
     pub peer: SocketAddr,
-    pub kind: OutputKind,
+    pub kind: SessionKind,
 }
 
-/// What the node reports for billing and reports; every session yields one `Connected`,
-/// `Delivered` deltas while it runs (so a crashed node loses at most one interval) and one
-/// `Disconnected` with its totals.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum UsageEvent {
-    Connected {
-        key: SessionKey,
-        at: DateTime<Utc>,
-    },
-    /// Delivered since the previous record of this session.
-    Delivered {
-        key: SessionKey,
-        at: DateTime<Utc>,
-        packets: u64,
-        bytes: u64,
-    },
-    Disconnected {
-        key: SessionKey,
-        at: DateTime<Utc>,
-        /// Why: `revoked`, `disabled`, `expired`, `peer_closed`, `timeout`, `node_shutdown`...
-        reason: String,
-        packets: u64,
-        bytes: u64,
-    },
+/// The node's usage records on their way to the store: one `Connected` per session,
+/// `Delivered` deltas every usage interval while it runs (so a crashed node loses at most one
+/// interval) and one `Disconnected` with its totals. A writer task drains the queue in batches
+/// (see [`crate::node`]), so reporting never waits for the store.
+#[derive(Debug, Clone)]
+pub(crate) struct UsageLog(mpsc::UnboundedSender<UsageRecord>);
+
+impl UsageLog {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<UsageRecord>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (UsageLog(tx), rx)
+    }
+
+    fn send(&self, key: &SessionKey, at: DateTime<Utc>, event: UsageEvent) {
+        // The writer outlives every session; a send fails only while the node shuts down.
+        let _ = self.0.send(UsageRecord {
+            session: key.session,
+            licence_id: key.licence,
+            kind: key.kind,
+            peer: key.peer,
+            at,
+            event,
+        });
+    }
+
+    pub fn connected(&self, key: &SessionKey, at: DateTime<Utc>) {
+        self.send(key, at, UsageEvent::Connected);
+    }
+
+    /// Reports what the session got since its last report, if anything.
+    pub fn delivered(&self, key: &SessionKey, counters: &mut Counters) {
+        if let Some((packets, bytes)) = counters.take_delta() {
+            self.send(key, Utc::now(), UsageEvent::Delivered { packets, bytes });
+        }
+    }
+
+    /// Ends the session with its totals (the store adds what no delivery counted yet).
+    pub fn disconnected(&self, key: &SessionKey, counters: &Counters, reason: &str) {
+        let event = UsageEvent::Disconnected {
+            reason: reason.to_owned(),
+            packets: counters.packets,
+            bytes: counters.bytes,
+        };
+        self.send(key, Utc::now(), event);
+    }
 }
 
 /// Payload counters of one session, with the part already reported.

@@ -15,15 +15,13 @@ use serde::{Deserialize, Serialize};
 use stadion_srt::ConnectionConfig;
 use stadion_srt_io::SrtConnection;
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::access::{AccessQuery, Admission, ControlPort, ReceiverRequest};
 use crate::fanout::FlowBus;
 use crate::node::{Admissions, instant_of, lock};
-use crate::output::{
-    self, Counters, OutputKind, ReceiverStatus, SessionKey, SrtStatus, UsageEvent,
-};
+use crate::output::{self, Counters, ReceiverStatus, SessionKey, SessionKind, SrtStatus, UsageLog};
 
 /// First pause before trying a failed or ended push again; it doubles up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -66,10 +64,10 @@ impl PushTarget {
         }
     }
 
-    fn kind(&self) -> OutputKind {
+    fn kind(&self) -> SessionKind {
         match self {
-            PushTarget::Srt { .. } => OutputKind::SrtPush,
-            PushTarget::Udp { .. } => OutputKind::UdpPush,
+            PushTarget::Srt { .. } => SessionKind::SrtPush,
+            PushTarget::Udp { .. } => SessionKind::UdpPush,
         }
     }
 }
@@ -121,7 +119,7 @@ fn stop_reason(stop: &Stop) -> Option<&'static str> {
 pub(crate) struct PushContext<C> {
     pub port: Arc<C>,
     pub admissions: Arc<Mutex<Admissions>>,
-    pub usage: mpsc::UnboundedSender<UsageEvent>,
+    pub usage: UsageLog,
     pub usage_interval: Duration,
 }
 
@@ -281,10 +279,7 @@ async fn deliver<C: ControlPort>(
         kind: spec.target.kind(),
     };
     let connected_at = Utc::now();
-    let _ = ctx.usage.send(UsageEvent::Connected {
-        key: key.clone(),
-        at: connected_at,
-    });
+    ctx.usage.connected(&key, connected_at);
     let expires = instant_of(admission.valid_until);
     let mut counters = Counters::default();
     let mut tick = tokio::time::interval(ctx.usage_interval);
@@ -328,30 +323,13 @@ async fn deliver<C: ControlPort>(
                 None => break "flow_stopped",
             },
             _ = tick.tick() => {
-                if let Some((packets, bytes)) = counters.take_delta() {
-                    let _ = ctx.usage.send(UsageEvent::Delivered { key: key.clone(), at: Utc::now(), packets, bytes });
-                }
+                ctx.usage.delivered(&key, &mut counters);
                 let srt = sink.srt_status().await;
                 *lock(shown) = Some(show(&counters, srt));
             }
         }
     };
-    let at = Utc::now();
-    if let Some((packets, bytes)) = counters.take_delta() {
-        let _ = ctx.usage.send(UsageEvent::Delivered {
-            key: key.clone(),
-            at,
-            packets,
-            bytes,
-        });
-    }
-    let _ = ctx.usage.send(UsageEvent::Disconnected {
-        key: key.clone(),
-        at,
-        reason: reason.to_owned(),
-        packets: counters.packets,
-        bytes: counters.bytes,
-    });
+    ctx.usage.disconnected(&key, &counters, reason);
     // Dropping the connection closes it: the broadcaster's listener sees a shutdown.
     Ok(reason)
 }
