@@ -368,7 +368,7 @@ pub fn check(instance: &Instance, solution: &Solution) -> Result<CheckedCost, Vi
         }
     }
     let mut listed = vec![false; nreq];
-    for &r in &solution.unassigned {
+    for r in solution.unassigned.iter().map(|u| u.request) {
         if r >= nreq || listed[r] || served[r].iter().any(|&s| s) {
             v.push(Violation::WronglyUnassigned { request: r });
             continue;

@@ -35,8 +35,8 @@ pub mod solver;
 pub use check::{CheckedCost, Violation, Violations, check};
 pub use config::{Progress, ProgressFn, SolveConfig};
 pub use model::{
-    Break, Instance, InstanceError, Location, Matrix, Objective, Request, Route, Side, Solution,
-    Stop, TimeWindow, VehicleType, Visit, VisitKind,
+    Break, Instance, InstanceError, Location, Matrix, Objective, Reason, Request, Route, Side,
+    Solution, Stop, TimeWindow, Unassigned, VehicleType, Visit, VisitKind,
 };
 pub use schedule::schedule;
 pub use solver::{SolveError, solve};

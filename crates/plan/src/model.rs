@@ -346,5 +346,42 @@ pub struct Route {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Solution {
     pub routes: Vec<Route>,
-    pub unassigned: Vec<usize>,
+    pub unassigned: Vec<Unassigned>,
+}
+
+/// A request left unserved, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unassigned {
+    pub request: usize,
+    pub reason: Reason,
+}
+
+/// Why the solver left a request unserved. Times are in the instance's unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    #[error("it exceeds every vehicle's capacity ({demand} to carry, the largest holds {largest})")]
+    Capacity { demand: i64, largest: i64 },
+    #[error(
+        "its maximum ride time ({max:.1}) is shorter than the shortest possible ride ({shortest:.1})"
+    )]
+    RideTime { shortest: f64, max: f64 },
+    #[error(
+        "the drop-off window closes at {close:.1}, before a vehicle leaving the pick-up at its opening can arrive ({earliest:.1})"
+    )]
+    Windows { earliest: f64, close: f64 },
+    #[error(
+        "its time window cannot be met from any depot: the earliest vehicle arrives at {earliest:.1}, the window closes at {close:.1}"
+    )]
+    Unreachable { earliest: f64, close: f64 },
+    #[error(
+        "no shift can fit it: carried alone it keeps a vehicle past the end of its shift or leaves no room for the driver's break"
+    )]
+    Shift,
+    #[error(
+        "the fleet is too small in the peak: every vehicle that could carry it alone ({vehicles}) is busy then, and no route of the plan can take it"
+    )]
+    FleetBusy { vehicles: usize },
+    #[error("the search found no feasible place for it within the time limit")]
+    NotPlaced,
 }

@@ -108,7 +108,13 @@ fn checker_rejects_broken_routes() {
                 .iter()
                 .map(|r| schedule(&inst, 0, &tiny_route(r)))
                 .collect(),
-            unassigned,
+            unassigned: unassigned
+                .into_iter()
+                .map(|request| stadion_plan::Unassigned {
+                    request,
+                    reason: stadion_plan::Reason::NotPlaced,
+                })
+                .collect(),
         };
         check(&inst, &sol).expect_err("must be rejected").0
     };

@@ -111,11 +111,11 @@ fn a_fleet_too_small_leaves_people_unserved_with_the_reason_within_the_time_limi
             .iter()
             .all(|u| !u.reason.is_empty() && u.source.starts_with("demand.csv:"))
     );
-    // Four vehicles cannot carry the day: the solver leaves loads out, and says so.
+    // Four vehicles cannot carry the day: the solver leaves loads out, and says why.
     assert!(
         r.unserved
             .iter()
-            .any(|u| u.reason.contains("no place for it in the plan")),
+            .any(|u| u.reason.starts_with("fleet too small in the peak")),
         "{:#?}",
         r.unserved
     );

@@ -5,8 +5,8 @@ mod common;
 
 use stadion_plan::read::{Rounding, read_bks, read_file};
 use stadion_plan::{
-    Break, Instance, Location, Matrix, Objective, Request, Side, SolveConfig, Stop, TimeWindow,
-    VehicleType, VisitKind, check, solve,
+    Break, Instance, Location, Matrix, Objective, Reason, Request, Side, SolveConfig, Stop,
+    TimeWindow, VehicleType, VisitKind, check, solve,
 };
 use std::time::Duration;
 
@@ -129,7 +129,13 @@ fn mixed_fleet_breaks_and_unservable_requests() {
     // Impossible: due before the vehicle can get there.
     inst.requests[5].delivery.as_mut().unwrap().window = TimeWindow::new(0.0, 1.0);
     let sol = solve(&inst, &config(1, 10.0, 100, Objective::Cost)).unwrap();
-    assert_eq!(sol.unassigned, vec![5]);
+    let unassigned: Vec<usize> = sol.unassigned.iter().map(|u| u.request).collect();
+    assert_eq!(unassigned, vec![5]);
+    assert!(
+        matches!(sol.unassigned[0].reason, Reason::Unreachable { close, .. } if close == 1.0),
+        "{:?}",
+        sol.unassigned
+    );
     let cost = check(&inst, &sol).unwrap();
     assert!(cost.vehicles >= 2);
     // Every van route overlaps the break window, so every van takes the break.
@@ -201,5 +207,86 @@ fn pickup_delivery_pairs_with_ride_times() {
                 assert!(pos(req, Side::Delivery).is_some_and(|d| d > p));
             }
         }
+    }
+}
+
+/// Each request the solver leaves out comes with the specific reason: too big for every
+/// vehicle, a ride limit below the direct ride, a window no depot reaches, no shift long
+/// enough, or every capable vehicle busy at that time.
+#[test]
+fn every_unserved_request_says_why() {
+    // On a line: depot at 0, a hotel at 10, a venue at 30 (travel = distance).
+    let at = |x: f64| Location {
+        name: format!("x{x}"),
+        x,
+        y: 0.0,
+    };
+    let locations = vec![at(0.0), at(10.0), at(30.0)];
+    let distance = Matrix::euclidean(&locations, |d| d);
+    let stop = |location: usize, from: f64, to: f64| Stop {
+        location,
+        service: 0.0,
+        window: TimeWindow::new(from, to),
+    };
+    let ride = |name: &str, demand: i64, p: (f64, f64), d: (f64, f64), max: f64| Request {
+        name: name.into(),
+        demand,
+        pickup: Some(stop(1, p.0, p.1)),
+        delivery: Some(stop(2, d.0, d.1)),
+        max_ride_time: Some(max),
+    };
+    let requests = vec![
+        ride("too big", 9, (100.0, 200.0), (100.0, 300.0), 100.0),
+        ride("ride limit", 1, (100.0, 200.0), (100.0, 300.0), 15.0),
+        ride("too early", 1, (0.0, 5.0), (0.0, 300.0), 100.0),
+        ride("too late", 1, (960.0, 975.0), (960.0, 995.0), 100.0),
+        // One vehicle, two full loads that must both ride between 200 and 240.
+        ride("peak a", 4, (200.0, 205.0), (220.0, 240.0), 40.0),
+        ride("peak b", 4, (200.0, 205.0), (220.0, 240.0), 40.0),
+    ];
+    let inst = Instance {
+        name: "reasons".into(),
+        duration: distance.clone(),
+        distance,
+        locations,
+        requests,
+        vehicle_types: vec![VehicleType::simple(1, 4, 0, TimeWindow::new(0.0, 1000.0))],
+    };
+    let sol = solve(&inst, &config(1, 5.0, 50, Objective::Cost)).unwrap();
+    check(&inst, &sol).unwrap();
+    let why = |r: usize| {
+        sol.unassigned
+            .iter()
+            .find(|u| u.request == r)
+            .map(|u| u.reason.clone())
+    };
+    assert_eq!(
+        why(0),
+        Some(Reason::Capacity {
+            demand: 9,
+            largest: 4
+        })
+    );
+    assert_eq!(
+        why(1),
+        Some(Reason::RideTime {
+            shortest: 20.0,
+            max: 15.0
+        })
+    );
+    assert_eq!(
+        why(2),
+        Some(Reason::Unreachable {
+            earliest: 10.0,
+            close: 5.0
+        })
+    );
+    assert_eq!(why(3), Some(Reason::Shift));
+    // One of the peak loads is carried, the other finds the only vehicle busy.
+    let peak: Vec<Reason> = [4, 5].into_iter().filter_map(why).collect();
+    assert_eq!(peak, vec![Reason::FleetBusy { vehicles: 1 }]);
+    assert_eq!(sol.unassigned.len(), 5);
+    for u in &sol.unassigned {
+        assert!(!u.reason.to_string().is_empty());
     }
 }

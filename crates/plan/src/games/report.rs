@@ -1,10 +1,10 @@
 //! What a planner reads: trips, vehicle blocks, timetables per line and per depot, KPIs and
 //! the list of people left without a ride, from a checked solution.
 
-use super::build::{Built, Direction};
+use super::build::{Built, Direction, Load};
 use super::clock::format as hhmm;
 use super::input::Scenario;
-use crate::model::{Side, Solution, VisitKind};
+use crate::model::{Reason, Side, Solution, VisitKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -401,17 +401,47 @@ pub fn report(scenario: &Scenario, built: &Built, solution: &Solution, cost: f64
     }
 }
 
+/// The solver's reason for leaving `load` unserved, in the planner's terms and clock times.
+fn reason_text(load: &Load, reason: &Reason) -> String {
+    let (p, d) = (load.pickup.window, load.delivery.window);
+    match *reason {
+        Reason::Capacity { demand, largest } => {
+            format!("exceeds every vehicle's capacity: {demand} people, the largest vehicle holds {largest}")
+        }
+        Reason::RideTime { shortest, max } => format!(
+            "max ride time shorter than direct travel: the shortest possible ride takes {shortest:.0} min, the group allows {max:.0} min"
+        ),
+        Reason::Windows { earliest, close } => format!(
+            "the drop-off window closes at {}, before a vehicle leaving at the pick-up's opening arrives ({})",
+            hhmm(close),
+            hhmm(earliest)
+        ),
+        Reason::Unreachable { earliest, close } => format!(
+            "time window cannot be met from any depot: the earliest vehicle that holds them arrives at {}, the window closes at {}",
+            hhmm(earliest),
+            hhmm(close)
+        ),
+        Reason::Shift => "no driver's shift fits it: carried alone it keeps every vehicle past its shift end or leaves no room for the break".to_string(),
+        Reason::FleetBusy { vehicles } => format!(
+            "fleet too small in the peak: {} between {} and {}, and no route of the plan can take it",
+            if vehicles == 1 {
+                "the one vehicle that could carry it alone is busy".to_string()
+            } else {
+                format!("all {vehicles} vehicles that could carry it alone are busy")
+            },
+            hhmm(p.start),
+            hhmm(d.end)
+        ),
+        Reason::NotPlaced => "the solver found no feasible place for it within the time limit (a longer search may)".to_string(),
+    }
+}
+
 /// Loads screened out before solving, and loads the solver could not fit into the fleet.
 fn unserved(scenario: &Scenario, built: &Built, solution: &Solution) -> Vec<Unserved> {
-    let fleet_size: usize = scenario.fleet.iter().map(|f| f.count).sum();
     let screened = built.unservable.iter().map(|u| (u.load, u.reason.clone()));
-    let dropped = solution.unassigned.iter().map(|&r| {
-        (
-            built.load_of_request[r],
-            format!(
-                "no place for it in the plan: some vehicle could carry it alone, but the solver fit it into none of the {fleet_size} vehicles' days within the time limit (a larger fleet or a longer search may)"
-            ),
-        )
+    let dropped = solution.unassigned.iter().map(|u| {
+        let load = built.load_of_request[u.request];
+        (load, reason_text(&built.loads[load], &u.reason))
     });
     let mut out: Vec<Unserved> = screened
         .chain(dropped)

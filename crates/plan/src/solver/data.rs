@@ -1,7 +1,7 @@
 //! The instance flattened for search: one node per request side, one entry per vehicle, route
 //! segments with constant-time concatenation, and the granular neighbourhoods.
 
-use crate::model::{Instance, Objective, Side};
+use crate::model::{Instance, Objective, Reason, Side, Unassigned};
 
 /// "No location / no position / no route."
 pub(crate) const NONE: usize = usize::MAX;
@@ -84,8 +84,10 @@ pub(crate) struct Data<'a> {
     pub vehicles: Vec<Vehicle>,
     /// For each node, the nearest other nodes by time-window-aware proximity.
     pub neighbours: Vec<Vec<usize>>,
-    /// Requests excluded up front because no vehicle can serve them even alone.
-    pub unservable: Vec<usize>,
+    /// Requests excluded up front because no vehicle can serve them even alone, and why.
+    pub unservable: Vec<Unassigned>,
+    /// For each request, how many vehicles could serve it alone.
+    pub capable: Vec<usize>,
     /// Scale of one unit of distance cost, for initial penalties.
     pub max_dist: f64,
     /// Extra fixed cost per vehicle under the hierarchical objective.
@@ -133,6 +135,7 @@ impl<'a> Data<'a> {
             vehicles,
             neighbours: Vec::new(),
             unservable: Vec::new(),
+            capable: Vec::new(),
             max_dist,
             vehicle_weight,
             ride_limits: inst.requests.iter().any(|r| r.max_ride_time.is_some()),
@@ -169,20 +172,80 @@ impl<'a> Data<'a> {
                 new[0].partner = Some(base + 1);
                 new[1].partner = Some(base);
             }
-            // Keep a request only if some vehicle serves it alone without violation.
+            // Keep a request only if some vehicle serves it alone without violation (vehicles
+            // of one type are alike: one of each is tried).
             let ids: Vec<usize> = (base..base + new.len()).collect();
             data.nodes.extend(new);
-            let alone_ok = data.vehicles.iter().enumerate().any(|(v, _)| {
-                let seg = data.route_seg(v, ids.iter().map(|&n| data.node_seg(n)));
-                seg.warp <= 1e-9 && data.excess(v, &seg) == 0
-            });
-            if !alone_ok {
+            let mut capable = 0;
+            let mut first = 0;
+            for vt in &inst.vehicle_types {
+                if vt.count > 0 && data.serves_alone(first, &ids) {
+                    capable += vt.count;
+                }
+                first += vt.count;
+            }
+            data.capable.push(capable);
+            if capable == 0 {
+                let reason = data.why_not_alone(request, &ids);
                 data.nodes.truncate(base);
-                data.unservable.push(request);
+                data.unservable.push(Unassigned { request, reason });
             }
         }
         data.neighbours = data.proximity(granularity);
         data
+    }
+
+    /// Whether vehicle `v` serves the request of nodes `ids` alone without violation.
+    fn serves_alone(&self, v: usize, ids: &[usize]) -> bool {
+        let seg = self.route_seg(v, ids.iter().map(|&n| self.node_seg(n)));
+        seg.warp <= 1e-9 && self.excess(v, &seg) == 0 && self.schedule_excess(v, ids) <= 1e-9
+    }
+
+    /// Why no vehicle serves the request of nodes `ids` alone: the first of capacity, ride
+    /// time, the pair's own windows, reaching the first stop in time, and the shift.
+    fn why_not_alone(&self, request: usize, ids: &[usize]) -> Reason {
+        let inst = self.inst;
+        let r = &inst.requests[request];
+        let largest = self.vehicles.iter().map(|v| v.capacity).max().unwrap_or(0);
+        if r.demand > largest {
+            return Reason::Capacity {
+                demand: r.demand,
+                largest,
+            };
+        }
+        if let (Some(p), Some(d)) = (&r.pickup, &r.delivery) {
+            let direct = inst.duration.get(p.location, d.location);
+            let latest_leave = p.window.end + p.service;
+            let shortest = direct.max(d.window.start - latest_leave);
+            if r.max_ride_time.is_some_and(|m| shortest > m + 1e-9) {
+                return Reason::RideTime {
+                    shortest,
+                    max: r.max_ride_time.unwrap_or(0.0),
+                };
+            }
+            let earliest = p.window.start + p.service + direct;
+            if earliest > d.window.end + 1e-9 {
+                return Reason::Windows {
+                    earliest,
+                    close: d.window.end,
+                };
+            }
+        }
+        let first = &self.nodes[ids[0]];
+        let big = || (0..self.vehicles.len()).filter(|&v| self.vehicles[v].capacity >= r.demand);
+        let earliest = big()
+            .map(|v| {
+                let veh = &self.vehicles[v];
+                veh.shift_start + inst.duration.get(veh.start, first.loc)
+            })
+            .fold(f64::INFINITY, f64::min);
+        if earliest > first.late + 1e-9 {
+            return Reason::Unreachable {
+                earliest,
+                close: first.late,
+            };
+        }
+        Reason::Shift
     }
 
     #[inline]

@@ -409,6 +409,103 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
         any
     }
 
+    /// Inserts every unrouted request at its cheapest place that keeps every constraint, if
+    /// it has one (routes in use, and one empty vehicle of each type); returns the requests
+    /// (their first node) that fit nowhere. For a feasible solution's leftovers.
+    pub fn insert_feasible(&mut self) -> Vec<usize> {
+        let mut left = Vec::new();
+        let missing: Vec<usize> = (0..self.data.nodes.len())
+            .filter(|&n| self.route_of[n] == NONE && self.data.nodes[n].inserted_first())
+            .collect();
+        for u in missing {
+            let mut seen_types = Vec::new();
+            let mut best: Option<(f64, usize, usize, usize)> = None;
+            for r in 0..self.routes.len() {
+                if self.routes[r].nodes.is_empty() {
+                    let t = self.data.vehicles[self.routes[r].vehicle].vehicle_type;
+                    if seen_types.contains(&t) {
+                        continue;
+                    }
+                    seen_types.push(t);
+                }
+                if let Some((delta, i, j)) = self.feasible_insertion(r, u)
+                    && best.is_none_or(|b| delta < b.0)
+                {
+                    best = Some((delta, r, i, j));
+                }
+            }
+            let Some((_, r, i, j)) = best else {
+                left.push(u);
+                continue;
+            };
+            if let Some(d) = self.data.nodes[u].partner {
+                self.routes[r].nodes.insert(j, d);
+            }
+            self.routes[r].nodes.insert(i, u);
+            self.update(r);
+        }
+        left
+    }
+
+    /// The cheapest insertion of `u` (with its partner) into route `r` that keeps every
+    /// constraint: (cost increase, position of `u`, position of the partner) as "insert
+    /// after". The exact schedule is checked for the few cheapest candidates only.
+    fn feasible_insertion(&self, r: usize, u: usize) -> Option<(f64, usize, usize)> {
+        const SCHEDULE_TRIES: usize = 8;
+        let route = &self.routes[r];
+        let (v, k) = (route.vehicle, route.len());
+        let old = if k == 0 {
+            0.0
+        } else {
+            self.data.base_cost(v, &route.fwd[k + 1])
+        };
+        let su = self.data.node_seg(u);
+        let partner = self.data.nodes[u].partner;
+        let ok = |s: &Seg| s.warp <= 1e-9 && self.data.excess(v, s) == 0;
+        let mut candidates = Vec::new();
+        for i in 0..=k {
+            let head = self.data.concat(&route.fwd[i], &su);
+            let Some(d) = partner else {
+                let full = self.data.concat(&head, &route.bwd[i + 1]);
+                if ok(&full) {
+                    candidates.push((self.data.base_cost(v, &full) - old, i, i));
+                }
+                continue;
+            };
+            let sd = self.data.node_seg(d);
+            let mut mid = head;
+            for j in i..=k {
+                if j > i {
+                    mid = self.data.concat(&mid, &self.seg_at(r, j));
+                }
+                if mid.warp > 1e-9 {
+                    break;
+                }
+                let full = self
+                    .data
+                    .concat(&self.data.concat(&mid, &sd), &route.bwd[j + 1]);
+                if ok(&full) {
+                    candidates.push((self.data.base_cost(v, &full) - old, i, j));
+                }
+            }
+        }
+        candidates.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if !self.data.exact_schedule {
+            return candidates.first().copied();
+        }
+        candidates
+            .into_iter()
+            .take(SCHEDULE_TRIES)
+            .find(|&(_, i, j)| {
+                let mut with = route.nodes.clone();
+                if let Some(d) = partner {
+                    with.insert(j, d);
+                }
+                with.insert(i, u);
+                self.data.schedule_excess(v, &with) <= 1e-9
+            })
+    }
+
     /// Tries the node moves between `u` and its neighbour `v`; applies the first improving.
     fn node_moves(&mut self, u: usize, v: usize) -> bool {
         let (ru, pu) = (self.route_of[u], self.pos_of[u]);

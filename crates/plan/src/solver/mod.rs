@@ -10,7 +10,7 @@ pub(crate) mod ls;
 
 use crate::check::{Violation, Violations, check};
 use crate::config::{Progress, SolveConfig};
-use crate::model::{Instance, InstanceError, Objective, Solution, VisitKind};
+use crate::model::{Instance, InstanceError, Objective, Reason, Solution, Unassigned, VisitKind};
 use crate::schedule::schedule;
 use data::{Data, NONE, Penalties};
 use ls::LocalSearch;
@@ -572,16 +572,28 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
         .best
         .or(search.best_infeasible)
         .unwrap_or_else(|| Indiv::new(&data, empty.clone()));
-    let solution = finish(&data, &best.routes);
+    // Requests the repair took out go wherever they still fit; the rest found every vehicle
+    // that could carry them busy.
+    search.ls.load(&best.routes, search.pen);
+    let busy: Vec<usize> = search
+        .ls
+        .insert_feasible()
+        .into_iter()
+        .map(|n| data.nodes[n].request)
+        .collect();
+    let solution = finish(&data, &search.ls.export(), &busy);
     check(instance, &solution)?;
     Ok(solution)
 }
 
-/// Turns node lists into a timed [`Solution`]: requests on infeasible routes are dropped
-/// (last resort when the search found nothing feasible), breaks are placed where they fit.
-fn finish(data: &Data, routes: &[Vec<usize>]) -> Solution {
+/// Turns node lists into a timed [`Solution`]: breaks are placed where they fit, requests on
+/// routes that still break a constraint are dropped (a last resort: the solver's own schedule
+/// found them feasible), requests in no route are listed with why: `busy` ones found every
+/// vehicle that could carry them busy, the others could not be served at all.
+fn finish(data: &Data, routes: &[Vec<usize>], busy: &[usize]) -> Solution {
     let inst = data.inst;
     let mut unassigned = data.unservable.clone();
+    let mut dropped = Vec::new();
     let mut out = Vec::new();
     for (v, nodes) in routes.iter().enumerate() {
         let mut nodes = nodes.clone();
@@ -621,7 +633,7 @@ fn finish(data: &Data, routes: &[Vec<usize>]) -> Solution {
                 })
                 .expect("non-empty");
             nodes.retain(|&x| data.nodes[x].request != worst);
-            unassigned.push(worst);
+            dropped.push(worst);
         }
     }
     let mut seen = vec![false; inst.requests.len()];
@@ -632,13 +644,21 @@ fn finish(data: &Data, routes: &[Vec<usize>]) -> Solution {
             }
         }
     }
-    for (r, s) in seen.iter().enumerate() {
-        if !s && !unassigned.contains(&r) {
-            unassigned.push(r);
+    let screened: Vec<usize> = unassigned.iter().map(|u| u.request).collect();
+    for (request, s) in seen.iter().enumerate() {
+        if *s || screened.contains(&request) {
+            continue;
         }
+        let reason = if busy.contains(&request) && !dropped.contains(&request) {
+            Reason::FleetBusy {
+                vehicles: data.capable[request],
+            }
+        } else {
+            Reason::NotPlaced
+        };
+        unassigned.push(Unassigned { request, reason });
     }
-    unassigned.sort_unstable();
-    unassigned.dedup();
+    unassigned.sort_by_key(|u| u.request);
     Solution {
         routes: out,
         unassigned,
