@@ -264,26 +264,46 @@ fn transmit(input: &str, output: &str) {
 }
 
 async fn udp_to_srt(port: u16, peer: SocketAddr) {
-    let socket = tokio::net::UdpSocket::bind(("0.0.0.0", port))
-        .await
-        .unwrap();
+    let mut input = Some(UdpSocket::bind(("0.0.0.0", port)).unwrap());
+    input.as_ref().unwrap().set_nonblocking(true).unwrap();
+    batch::enable_timestamps(input.as_ref().unwrap()).unwrap();
     let conn = stadion_srt_io::connect(peer, ConnectionConfig::default())
         .await
         .expect("connect");
     let mut mem = batch::RecvBuffer::default();
     let mut got = Vec::with_capacity(batch::BATCH);
     loop {
-        socket.readable().await.unwrap();
-        match batch::recv_tokio(&socket, &mut mem, &mut got) {
-            Ok(_) => {
-                for (_, payload) in got.drain(..) {
-                    if conn.send(payload).is_err() {
-                        return;
+        // Idle: wait for input with the socket in tokio's reactor.
+        let registered = tokio::net::UdpSocket::from_std(input.take().unwrap()).unwrap();
+        registered.readable().await.unwrap();
+        input = Some(registered.into_std().unwrap());
+        let socket = input.as_ref().unwrap();
+        // Busy: out of the reactor (each datagram would wake the thread), the input is read
+        // once per tick of the drivers' grid, together with their own work, until it has been
+        // quiet for a few ticks.
+        let mut quiet = 0;
+        while quiet < 4 {
+            let woke = tokio::time::Instant::now();
+            quiet += 1;
+            loop {
+                match batch::recv_batch(socket, &mut mem, &mut got) {
+                    Ok(n) => {
+                        quiet = 0;
+                        // Stamped with their arrival: reading them a tick late costs no latency.
+                        for d in got.drain(..) {
+                            if conn.send_at(d.data, d.arrived).is_err() {
+                                return;
+                            }
+                        }
+                        if n < batch::BATCH {
+                            break;
+                        }
                     }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("udp input: {e}"),
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("udp input: {e}"),
+            tokio::time::sleep_until(stadion_srt_io::next_tick(woke)).await;
         }
     }
 }

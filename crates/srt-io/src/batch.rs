@@ -8,6 +8,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use socket2::SockAddr;
@@ -23,6 +24,71 @@ fn to_socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Opt
     // enough for any address family.
     let addr = unsafe { SockAddr::new(std::ptr::read(storage as *const _ as *const _), len) };
     addr.as_socket()
+}
+
+/// One received datagram.
+#[derive(Debug, Clone)]
+pub struct Datagram {
+    pub from: SocketAddr,
+    pub data: Bytes,
+    /// When the kernel received it (with [`enable_timestamps`] on the socket), else when the
+    /// batch was read. Taking work in batches per tick delays reading, not this.
+    pub arrived: Instant,
+}
+
+/// Asks the kernel to stamp each received datagram with its arrival time (`SO_TIMESTAMPNS`),
+/// which [`recv_batch`] reports as [`Datagram::arrived`].
+pub fn enable_timestamps(fd: &impl AsRawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid option value of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The kernel's wall-clock arrival stamp in `hdr`'s control messages, if any.
+fn arrival_stamp(hdr: &libc::msghdr) -> Option<libc::timespec> {
+    // SAFETY: the kernel filled `msg_control` for `msg_controllen` bytes; the CMSG macros
+    // walk within that and each SCM_TIMESTAMPNS carries one timespec.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                return Some(std::ptr::read_unaligned(
+                    libc::CMSG_DATA(c).cast::<libc::timespec>(),
+                ));
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
+}
+
+fn wall_clock() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: CLOCK_REALTIME always exists; `ts` is a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    timespec_duration(ts)
+}
+
+fn timespec_duration(ts: libc::timespec) -> Duration {
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// Reusable memory for [`recv_batch`].
@@ -46,12 +112,14 @@ impl Default for RecvBuffer {
 pub fn recv_batch(
     fd: &impl AsRawFd,
     mem: &mut RecvBuffer,
-    out: &mut Vec<(SocketAddr, Bytes)>,
+    out: &mut Vec<Datagram>,
 ) -> io::Result<usize> {
     // SAFETY: zeroed sockaddr_storage/msghdr/mmsghdr are valid initial values.
     let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
     let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    // Aligned room for one timestamp control message per datagram.
+    let mut cmsgs = [[0u64; 8]; BATCH];
     for (i, chunk) in mem.buf.chunks_exact_mut(SLOT).enumerate() {
         iovs[i] = libc::iovec {
             iov_base: chunk.as_mut_ptr().cast(),
@@ -62,6 +130,8 @@ pub fn recv_batch(
             std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         msgs[i].msg_hdr.msg_iov = &mut iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_control = cmsgs[i].as_mut_ptr().cast();
+        msgs[i].msg_hdr.msg_controllen = std::mem::size_of_val(&cmsgs[i]);
     }
     // SAFETY: every pointer in `msgs` refers to live arrays above, sized as declared.
     let n = unsafe {
@@ -77,11 +147,22 @@ pub fn recv_batch(
         return Err(io::Error::last_os_error());
     }
     let n = n as usize;
+    let (now, wall) = (Instant::now(), wall_clock());
     for (i, msg) in msgs[..n].iter().enumerate() {
         let len = (msg.msg_len as usize).min(SLOT);
-        if let Some(addr) = to_socket_addr(&addrs[i], msg.msg_hdr.msg_namelen) {
+        if let Some(from) = to_socket_addr(&addrs[i], msg.msg_hdr.msg_namelen) {
             let at = i * SLOT;
-            out.push((addr, Bytes::copy_from_slice(&mem.buf[at..at + len])));
+            // How long ago it arrived, by the wall clock (a step of that clock between the
+            // two readings is clamped to the read time).
+            let age = arrival_stamp(&msg.msg_hdr)
+                .map(|ts| wall.saturating_sub(timespec_duration(ts)))
+                .filter(|age| *age < Duration::from_secs(1))
+                .unwrap_or_default();
+            out.push(Datagram {
+                from,
+                data: Bytes::copy_from_slice(&mem.buf[at..at + len]),
+                arrived: now.checked_sub(age).unwrap_or(now),
+            });
         }
     }
     Ok(n)
@@ -93,7 +174,7 @@ pub fn recv_batch(
 pub fn recv_tokio(
     socket: &tokio::net::UdpSocket,
     mem: &mut RecvBuffer,
-    out: &mut Vec<(SocketAddr, Bytes)>,
+    out: &mut Vec<Datagram>,
 ) -> io::Result<usize> {
     let before = out.len();
     let result = socket.try_io(tokio::io::Interest::READABLE, || {
@@ -208,4 +289,30 @@ pub fn send_batch(fd: &impl AsRawFd, batch: &[Transmit], gso: &mut bool) -> io::
         return Err(err);
     }
     Ok(groups[..sent as usize].iter().map(|&(_, c)| c).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrival_is_when_the_kernel_received_not_when_read() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        enable_timestamps(&rx).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.send_to(b"first", rx.local_addr().unwrap()).unwrap();
+        let sent = Instant::now();
+        std::thread::sleep(Duration::from_millis(60));
+        let mut out = Vec::new();
+        let n = recv_batch(&rx, &mut RecvBuffer::default(), &mut out).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(&out[0].data[..], b"first");
+        assert_eq!(out[0].from, tx.local_addr().unwrap());
+        let skew = out[0].arrived.max(sent) - out[0].arrived.min(sent);
+        assert!(
+            skew < Duration::from_millis(20),
+            "arrived {skew:?} away from the send"
+        );
+    }
 }

@@ -94,6 +94,22 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Payloads buffered per connection for the application before new ones are dropped.
 const RECV_QUEUE: usize = 65_536;
+/// A driver with work wakes at most once per tick; timers are due at tokio's 1 ms resolution
+/// anyway, so this adds no delay to deliveries, and sends wait at most one tick (their SRT
+/// timestamps are taken when the application queued them, so play time does not move).
+const TICK: std::time::Duration = std::time::Duration::from_millis(1);
+/// The first tick of [`next_tick`]'s grid.
+static TICK_GRID: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+
+/// The first tick after `now` on the grid every driver in this process wakes on while busy.
+/// An application that also batches its work (e.g. reading its input socket) and then sleeps
+/// until this instant wakes together with the drivers instead of in between.
+pub fn next_tick(now: tokio::time::Instant) -> tokio::time::Instant {
+    let grid = *TICK_GRID.get_or_init(tokio::time::Instant::now);
+    let ticks = now.saturating_duration_since(grid).as_nanos() / TICK.as_nanos() + 1;
+    grid + TICK * u32::try_from(ticks).unwrap_or(u32::MAX)
+}
+
 /// Socket buffers: enough for a few hundred milliseconds at 300 Mb/s.
 const SOCKET_BUFFER: usize = 16 << 20;
 
@@ -182,9 +198,10 @@ impl Outbox {
         commands: &mpsc::UnboundedSender<Command>,
         targets: Targets,
         payload: Bytes,
+        at: Instant,
     ) -> Result<(), SrtError> {
         let item = Queued {
-            at: Instant::now(),
+            at,
             targets,
             payload,
         };
@@ -210,7 +227,7 @@ impl Outbox {
 
 /// The protocol state a driver runs: one caller connection or a listener.
 trait Core: Send + 'static {
-    fn input(&mut self, now: Instant, from: SocketAddr, datagram: Bytes);
+    fn input(&mut self, now: Instant, arrived: Instant, from: SocketAddr, datagram: Bytes);
     fn timeout(&mut self, now: Instant);
     fn next_timeout(&self) -> Option<Instant>;
     fn transmit(&mut self) -> Option<Transmit>;
@@ -233,9 +250,9 @@ trait Core: Send + 'static {
 }
 
 impl Core for Connection {
-    fn input(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
+    fn input(&mut self, now: Instant, arrived: Instant, from: SocketAddr, datagram: Bytes) {
         if from == self.peer() {
-            self.handle_input(now, datagram);
+            self.handle_received(now, arrived, datagram);
         }
     }
     fn timeout(&mut self, now: Instant) {
@@ -284,8 +301,8 @@ impl Core for Connection {
 }
 
 impl Core for Listener {
-    fn input(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
-        self.handle_input(now, from, datagram);
+    fn input(&mut self, now: Instant, arrived: Instant, from: SocketAddr, datagram: Bytes) {
+        self.handle_received(now, arrived, from, datagram);
     }
     fn timeout(&mut self, now: Instant) {
         self.handle_timeout(now);
@@ -371,8 +388,15 @@ impl SrtConnection {
     /// counted in [`Stats::packets_send_dropped`] (live mode: late data is worthless).
     /// Cloning a `Bytes` to many connections shares it.
     pub fn send(&self, payload: Bytes) -> Result<(), SrtError> {
+        self.send_at(payload, Instant::now())
+    }
+
+    /// [`SrtConnection::send`] for a payload that entered the system at `at`, e.g. the
+    /// [`batch::Datagram::arrived`] of the datagram it came in: its SRT timestamp, and so its
+    /// play time at the receiver, counts from then, however late it is handed over.
+    pub fn send_at(&self, payload: Bytes, at: Instant) -> Result<(), SrtError> {
         self.outbox
-            .push(&self.commands, Targets::One(self.id), payload)
+            .push(&self.commands, Targets::One(self.id), payload, at)
     }
 
     /// The next payload in delivery order; `None` once the connection has closed.
@@ -416,6 +440,8 @@ fn udp_socket(bind: SocketAddr) -> io::Result<UdpSocket> {
     let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
     sock.set_nonblocking(true)?;
     sock.bind(&bind.into())?;
+    // Best effort as well: without it arrivals count from when the batch is read.
+    let _ = batch::enable_timestamps(&sock);
     UdpSocket::from_std(sock.into())
 }
 
@@ -621,7 +647,7 @@ impl SrtListener {
     /// [`Stats::packets_send_dropped`]).
     pub fn send_many(&self, ids: Arc<[ConnectionId]>, payload: Bytes) -> Result<(), SrtError> {
         self.fan_out
-            .push(&self.commands, Targets::Many(ids), payload)
+            .push(&self.commands, Targets::Many(ids), payload, Instant::now())
     }
 
     /// Closes one connection at once (e.g. a revoked licence).
@@ -666,7 +692,7 @@ struct Driver<C: Core> {
     /// Scratch space for draining outboxes.
     draining: Vec<Queued>,
     outgoing: Vec<Transmit>,
-    incoming: Vec<(SocketAddr, Bytes)>,
+    incoming: Vec<batch::Datagram>,
     recv_mem: batch::RecvBuffer,
     /// UDP GSO in use (switched off for good if the kernel refuses it).
     gso: bool,
@@ -719,12 +745,33 @@ impl<C: Core> Driver<C> {
         // cost more than the protocol work at a few thousand packets per second.
         let timer = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(timer);
+        let rest = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(rest);
+        let mut woke = tokio::time::Instant::now();
         loop {
+            // Everything that is ready, in one go: datagrams, commands, due timers.
+            self.receive()?;
+            while let Ok(cmd) = self.command_rx.try_recv() {
+                self.command(cmd);
+            }
+            let now = Instant::now();
+            if self.core.next_timeout().is_some_and(|t| t <= now) {
+                self.core.timeout(now);
+            }
+            self.route_events();
             self.flush().await?;
             self.route_events();
             if self.core.finished() || (!commands_open && self.slots.is_empty()) {
                 self.flush().await?;
                 return Ok(());
+            }
+            // While busy, wake at most once per tick: what arrives meanwhile waits in the
+            // socket and the queues and is handled together. Waking per packet cost more
+            // than the protocol work (see docs/benchmarks.md).
+            let next_tick = next_tick(woke);
+            if next_tick > tokio::time::Instant::now() {
+                rest.as_mut().reset(next_tick);
+                (&mut rest).await;
             }
             let deadline = self.core.next_timeout().map(tokio::time::Instant::from);
             if let Some(t) = deadline
@@ -734,29 +781,14 @@ impl<C: Core> Driver<C> {
             }
             tokio::select! {
                 biased;
-                r = self.socket.readable() => {
-                    r?;
-                    self.receive()?;
-                }
+                r = self.socket.readable() => r?,
                 cmd = self.command_rx.recv(), if commands_open => match cmd {
-                    Some(cmd) => {
-                        self.command(cmd);
-                        // Take what else is queued without going back to the reactor.
-                        for _ in 0..1024 {
-                            match self.command_rx.try_recv() {
-                                Ok(cmd) => self.command(cmd),
-                                Err(_) => break,
-                            }
-                        }
-                    }
+                    Some(cmd) => self.command(cmd),
                     None => commands_open = false,
                 },
                 () = &mut timer, if deadline.is_some() => {}
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|t| t.into_std() <= now) {
-                self.core.timeout(now);
-            }
+            woke = tokio::time::Instant::now();
         }
     }
 
@@ -769,9 +801,11 @@ impl<C: Core> Driver<C> {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
                 Err(e) => return Err(e),
             };
+            // Measurements use the arrival times, so RTT samples, clock drift and the TSBPD
+            // base stay exact however late in its tick a datagram is read.
             let now = Instant::now();
-            for (from, datagram) in self.incoming.drain(..) {
-                self.core.input(now, from, datagram);
+            for d in self.incoming.drain(..) {
+                self.core.input(now, d.arrived, d.from, d.data);
             }
             if n < batch::BATCH {
                 return Ok(());

@@ -463,6 +463,7 @@ impl Connection {
     /// encoded by the listener, kept to answer retransmitted conclusions.
     pub(crate) fn accepted(
         now: Instant,
+        arrived: Instant,
         peer: SocketAddr,
         config: ConnectionConfig,
         local_id: u32,
@@ -474,7 +475,9 @@ impl Connection {
         conn.crypto = acc.crypto;
         conn.request = Some(acc.request);
         conn.state = State::Established;
-        conn.tsbpd_anchor = Some((now, i64::from(acc.hs_ts)));
+        // The caller stamped its conclusion `hs_ts` when it sent it, so the base counts from
+        // its arrival, not from when it was accepted (a deferred decision may take seconds).
+        conn.tsbpd_anchor = Some((arrived, i64::from(acc.hs_ts)));
         conn.last_ts = i64::from(acc.hs_ts);
         conn.events.push_back(Event::Connected);
         conn
@@ -645,7 +648,7 @@ impl Connection {
         };
     }
 
-    fn on_conclusion_response(&mut self, now: Instant, ts: u32, hs: &Handshake) {
+    fn on_conclusion_response(&mut self, now: Instant, arrived: Instant, ts: u32, hs: &Handshake) {
         let State::Conclusion {
             km,
             last_tx: sent_at,
@@ -678,9 +681,9 @@ impl Connection {
         let peer_latency =
             Duration::from_millis(rsp.recv_delay_ms.into()).max(self.config.peer_latency);
         self.set_negotiated_latency(latency, peer_latency);
-        self.tsbpd_anchor = Some((now, i64::from(ts)));
+        self.tsbpd_anchor = Some((arrived, i64::from(ts)));
         self.last_ts = i64::from(ts);
-        self.rtt_sample(now.saturating_duration_since(sent_at));
+        self.rtt_sample(arrived.saturating_duration_since(sent_at));
         self.state = State::Established;
         self.last_heard = now;
         self.next_tick = now + SYN;
@@ -692,16 +695,27 @@ impl Connection {
         self.events.push_back(Event::Closed(reason));
     }
 
-    /// Feeds one datagram that came from this connection's peer.
+    /// Feeds one datagram that came from this connection's peer and arrived just now.
     pub fn handle_input(&mut self, now: Instant, datagram: Bytes) {
+        self.handle_received(now, now, datagram);
+    }
+
+    /// Feeds one datagram that arrived at `arrived` (e.g. the kernel's receive timestamp) and is
+    /// handled at `now`. An IO layer that reads in batches passes both: measurements (RTT,
+    /// clock drift, the TSBPD base) use the arrival, and what we answer is stamped `now`.
+    pub fn handle_received(&mut self, now: Instant, arrived: Instant, datagram: Bytes) {
         match Packet::decode(datagram) {
-            Ok(p) => self.handle_packet(now, p),
+            Ok(p) => self.process(now, arrived.min(now), p),
             Err(_) => { /* malformed datagrams are dropped, as UDP garbage must be */ }
         }
     }
 
-    /// Feeds one decoded packet.
+    /// Feeds one decoded packet that arrived just now.
     pub fn handle_packet(&mut self, now: Instant, packet: Packet) {
+        self.process(now, now, packet);
+    }
+
+    fn process(&mut self, now: Instant, arrived: Instant, packet: Packet) {
         match (&self.state, packet) {
             (State::Closed, _) => {}
             (State::Induction { .. } | State::Conclusion { .. }, Packet::Control(c)) => {
@@ -712,7 +726,7 @@ impl Connection {
                             self.on_induction_response(now, &hs)
                         }
                         (HandshakeKind::Conclusion, State::Conclusion { .. }) => {
-                            self.on_conclusion_response(now, c.timestamp, &hs)
+                            self.on_conclusion_response(now, arrived, c.timestamp, &hs)
                         }
                         _ => {}
                     }
@@ -722,15 +736,15 @@ impl Connection {
             (State::Established, p) => {
                 self.last_heard = now;
                 match p {
-                    Packet::Data(d) => self.on_data(now, d),
-                    Packet::Control(c) => self.on_control(now, c),
+                    Packet::Data(d) => self.on_data(now, arrived, d),
+                    Packet::Control(c) => self.on_control(now, arrived, c),
                 }
                 self.deliver(now);
             }
         }
     }
 
-    fn on_control(&mut self, now: Instant, c: ControlPacket) {
+    fn on_control(&mut self, now: Instant, arrived: Instant, c: ControlPacket) {
         match c.control {
             Control::Handshake(hs) => {
                 // A retransmitted conclusion: our answer was lost.
@@ -742,8 +756,8 @@ impl Connection {
             Control::Ack(ack) => self.on_ack(now, ack),
             Control::Nak(ranges) => self.on_nak(now, &ranges),
             Control::AckAck { ack_no } => {
-                self.on_ackack(now, ack_no);
-                self.track_drift(now, c.timestamp);
+                self.on_ackack(arrived, ack_no);
+                self.track_drift(arrived, c.timestamp);
             }
             Control::Shutdown => {
                 // The peer sent its last packet: hand over what arrived without waiting for
@@ -971,7 +985,7 @@ impl Connection {
 
     // ---------------------------------------------------------------- receiver
 
-    fn on_data(&mut self, now: Instant, mut d: DataPacket) {
+    fn on_data(&mut self, now: Instant, arrived: Instant, mut d: DataPacket) {
         self.stats.packets_received += 1;
         self.stats.bytes_received += d.payload.len() as u64;
         self.window_recv_bytes += d.payload.len() as u64 + 44;
@@ -989,7 +1003,7 @@ impl Connection {
         if ts > self.last_ts {
             self.last_ts = ts;
         }
-        self.probe_capacity(now, d.seq);
+        self.probe_capacity(arrived, d.seq);
         if offset >= self.rcv_buf.len() {
             let first_missing = self.rcv_buf.len();
             if offset > first_missing {

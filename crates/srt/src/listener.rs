@@ -115,6 +115,8 @@ impl Default for ListenerConfig {
 
 /// A conclusion handshake waiting for a deferred decision.
 struct Parked {
+    /// When the conclusion arrived: the TSBPD base counts from then.
+    arrived: Instant,
     from: SocketAddr,
     ts: u32,
     hs: Handshake,
@@ -244,16 +246,29 @@ impl Listener {
         }
     }
 
-    /// Feeds one datagram received from `from`.
+    /// Feeds one datagram received from `from` just now.
     pub fn handle_input(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
+        self.handle_received(now, now, from, datagram);
+    }
+
+    /// Feeds one datagram that arrived at `arrived` and is handled at `now` (see
+    /// [`Connection::handle_received`]).
+    pub fn handle_received(
+        &mut self,
+        now: Instant,
+        arrived: Instant,
+        from: SocketAddr,
+        datagram: Bytes,
+    ) {
         let Some(dest) = peek_dest_socket(&datagram) else {
             return;
         };
+        let arrived = arrived.min(now);
         if dest != 0 {
             if let Some(conn) = self.conns.get_mut(&dest)
                 && conn.peer() == from
             {
-                conn.handle_input(now, datagram);
+                conn.handle_received(now, arrived, datagram);
                 self.touch(dest);
             }
             return;
@@ -264,7 +279,7 @@ impl Listener {
             ..
         })) = Packet::decode(datagram)
         {
-            self.on_handshake(now, from, timestamp, hs);
+            self.on_handshake(now, arrived, from, timestamp, hs);
         }
     }
 
@@ -293,7 +308,14 @@ impl Listener {
         self.send_handshake(to, request.socket_id, hs);
     }
 
-    fn on_handshake(&mut self, now: Instant, from: SocketAddr, ts: u32, hs: Handshake) {
+    fn on_handshake(
+        &mut self,
+        now: Instant,
+        arrived: Instant,
+        from: SocketAddr,
+        ts: u32,
+        hs: Handshake,
+    ) {
         match hs.kind {
             HandshakeKind::Induction => {
                 let reply = Handshake {
@@ -308,12 +330,19 @@ impl Listener {
                 };
                 self.send_handshake(from, hs.socket_id, reply);
             }
-            HandshakeKind::Conclusion => self.on_conclusion(now, from, ts, hs),
+            HandshakeKind::Conclusion => self.on_conclusion(now, arrived, from, ts, hs),
             _ => {}
         }
     }
 
-    fn on_conclusion(&mut self, now: Instant, from: SocketAddr, ts: u32, hs: Handshake) {
+    fn on_conclusion(
+        &mut self,
+        now: Instant,
+        arrived: Instant,
+        from: SocketAddr,
+        ts: u32,
+        hs: Handshake,
+    ) {
         if let Some(&id) = self.by_peer.get(&(from, hs.socket_id)) {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.resend_hs_response();
@@ -351,6 +380,7 @@ impl Listener {
             key_len: km.map(|k| k.key_len),
         });
         let parked = Parked {
+            arrived,
             from,
             ts,
             hs,
@@ -422,6 +452,7 @@ impl Listener {
         latency: Option<Duration>,
     ) {
         let Parked {
+            arrived,
             from,
             ts,
             ref hs,
@@ -490,7 +521,7 @@ impl Listener {
             crypto,
             request,
         };
-        let mut conn = Connection::accepted(now, from, config, id, accepted, seed);
+        let mut conn = Connection::accepted(now, arrived, from, config, id, accepted, seed);
         conn.set_negotiated_latency(rcv_latency, snd_latency);
         conn.set_hs_response(&ControlPacket {
             timestamp: 0,

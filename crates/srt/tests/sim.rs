@@ -268,7 +268,8 @@ fn payload(i: u32) -> Bytes {
 }
 
 /// Streams `n` packets at one per millisecond from the caller, then lets the link drain.
-fn stream(sim: &mut Sim, n: u32) {
+/// Returns when the first was sent.
+fn stream(sim: &mut Sim, n: u32) -> Duration {
     // Handshake packets get lost too: retries come every 250 ms.
     while !sim.caller.is_established() && sim.t < Duration::from_secs(2) {
         sim.run_until(sim.t + Duration::from_millis(50));
@@ -286,6 +287,7 @@ fn stream(sim: &mut Sim, n: u32) {
         sim.run_until(start + Duration::from_millis(u64::from(i) + 1));
     }
     sim.run_until(sim.t + Duration::from_secs(2));
+    start
 }
 
 fn assert_all_in_order(sim: &Sim, n: u32) {
@@ -579,8 +581,18 @@ fn deferred_decision_parks_the_handshake_until_resolved() {
     };
     assert!(sim.listener.resolve(now, id, accept.clone()));
     assert!(!sim.listener.resolve(now, id, accept), "resolved once");
-    stream(&mut sim, 200);
+    let start = stream(&mut sim, 200);
     assert_all_in_order(&sim, 200);
+    // Play time counts from when the caller's conclusion arrived, not from the decision a
+    // second later: 10 ms on the link plus the 120 ms latency.
+    for (i, at) in sim.delivered_at.iter().enumerate() {
+        let sent = start + Duration::from_millis(i as u64);
+        let latency = *at - sent;
+        assert!(
+            latency >= Duration::from_millis(129) && latency <= Duration::from_millis(132),
+            "payload {i} took {latency:?}"
+        );
+    }
     let connected = sim
         .listener_events
         .iter()
