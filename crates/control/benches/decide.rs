@@ -1,6 +1,10 @@
 //! Access-decision latency: p50/p99 over 10 000 decisions against a store with 200 rights
-//! holders, 200 flows and 5 000 licences. Each decision includes the store lookup, the rule and
-//! the committed audit entry (what a data plane waits for on a connection).
+//! holders, 200 flows and 5 000 licences. Each decision includes the lookup, the rule and
+//! putting its audit entry on record (what a data plane waits for on a connection): on SQLite
+//! held by this process, the in-memory index and the spool (`sqlite`); on the same file
+//! through a second control plane, the SQL lookup and the committed entry (`sqlite-wait`, what
+//! every decision cost before the spool); at the end of each run, the time until every entry
+//! is committed.
 //!
 //! `cargo bench -p stadion-control --bench decide` (SQLite in a temp dir); with
 //! `STADION_BENCH_POSTGRES_URL=postgres://...` it measures PostgreSQL as well.
@@ -67,7 +71,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-async fn measure(label: &str, url: &str) {
+async fn open_seeded(label: &str, url: &str) -> ControlPlane {
     let control = ControlPlane::open(url).await.unwrap();
     let t = Instant::now();
     seed(&control).await;
@@ -75,6 +79,10 @@ async fn measure(label: &str, url: &str) {
         "{label}: seeded {ORGS} orgs, {FLOWS} flows, {LICENCES} licences in {:.1?}",
         t.elapsed()
     );
+    control
+}
+
+async fn measure(label: &str, control: &ControlPlane) {
     let mut samples = Vec::with_capacity(DECISIONS);
     let (mut granted, mut denied) = (0, 0);
     for i in 0..DECISIONS {
@@ -107,6 +115,12 @@ async fn measure(label: &str, url: &str) {
         percentile(&samples, 0.99),
         samples[samples.len() - 1],
         total / DECISIONS as u32
+    );
+    let t = Instant::now();
+    control.flush_decisions().await.unwrap();
+    println!(
+        "{label}: every entry committed {:.1?} after the last answer",
+        t.elapsed()
     );
 
     // Concurrent callers share audit transactions (group commit).
@@ -144,6 +158,7 @@ async fn measure(label: &str, url: &str) {
         percentile(&lat, 0.50),
         percentile(&lat, 0.99)
     );
+    control.flush_decisions().await.unwrap();
 }
 
 fn main() {
@@ -157,11 +172,15 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    rt.block_on(measure(
-        "sqlite",
-        &format!("sqlite://{}", dir.path().join("bench.db").display()),
-    ));
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    rt.block_on(async {
+        let control = open_seeded("sqlite", &url).await;
+        measure("sqlite", &control).await;
+        // The spool is taken: this one reads the store and waits for its commits.
+        let waiting = ControlPlane::open(&url).await.unwrap();
+        measure("sqlite-wait", &waiting).await;
+    });
     if let Ok(url) = std::env::var("STADION_BENCH_POSTGRES_URL") {
-        rt.block_on(measure("postgres", &url));
+        rt.block_on(async { measure("postgres", &open_seeded("postgres", &url).await).await });
     }
 }

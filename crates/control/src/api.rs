@@ -2,7 +2,7 @@
 //! `/api/openapi.json`, `/healthz`, `/readyz`, Prometheus `/metrics`.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State};
 use axum::http::request::Parts;
@@ -700,6 +700,11 @@ async fn audit(
         after: q.after,
         limit,
     };
+    // Read your decisions: those answered before this request are committed first.
+    match tokio::time::timeout(Duration::from_secs(2), s.control.flush_decisions()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) | Err(_) => return Err(Problem::unavailable()),
+    }
     let entries = s.control.store().audit(&filter).await?;
     let next_after = (entries.len() == limit as usize)
         .then(|| entries.last().map(|e| e.seq))

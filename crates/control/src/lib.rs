@@ -16,6 +16,7 @@ pub mod decision;
 pub mod model;
 mod problem;
 mod service;
+mod spool;
 pub mod store;
 pub mod transport;
 pub mod usage;

@@ -122,6 +122,10 @@ impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => Problem::unavailable(),
+            StoreError::Spool(ref why) => {
+                tracing::error!(error = %why, "access decision refused");
+                Problem::unavailable()
+            }
             StoreError::NotFound(what) => Problem::not_found(what),
             StoreError::Conflict { field, message } => {
                 Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", message).field(field)

@@ -1,8 +1,18 @@
 //! [`ControlPlane`]: the store plus what lives beside it in memory — the change channel the
-//! data plane listens to, the verified-token cache and the decision-log writer.
+//! data plane listens to, the verified-token cache, the decision index and the decision-log
+//! writer.
+//!
+//! The access decision sits on the connection path, so on an embedded SQLite store that this
+//! process holds alone it touches neither the database nor another thread: it reads an
+//! in-memory index of organisations, flows and licences (rebuilt after every change the store
+//! commits, and bypassed for the SQL lookup while a rebuild is due), and its audit entry is
+//! appended to the local [`Spool`] before the answer and committed in batches behind it. On
+//! PostgreSQL (several nodes share the store) a decision reads the store and waits for its
+//! committed audit entry.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -14,8 +24,10 @@ use uuid::Uuid;
 use crate::auth::{self, TokenSecret, VerifiedCache};
 use crate::decision::{self, Decision, Denial, Grant, Refusal, Terms};
 use crate::model::{Flow, Licence, LicenceState, OrgKind, Role, TokenInfo};
+use crate::spool::{DECIDE_ACTION, Spool};
 use crate::store::{
-    Actor, DecisionRow, FlowUpdate, NewAudit, NewLicence, NewOutput, Scope, Store, StoreError,
+    Actor, DecisionRow, DecisionSnapshot, FlowUpdate, NewAudit, NewLicence, NewOutput, Scope,
+    Store, StoreError,
 };
 use crate::transport::{FlowSetup, PushOutput, Transport};
 use crate::usage::UsageRecord;
@@ -105,16 +117,40 @@ pub enum AuthError {
     Store(#[from] StoreError),
 }
 
-struct AuditJob {
-    entry: NewAudit,
-    done: oneshot::Sender<bool>,
+enum LogJob {
+    /// An entry already in the spool (its decision was answered).
+    Spooled { entry: NewAudit, n: u64 },
+    /// An entry whose decision is answered once it is committed (`true`) or failed.
+    Waiting {
+        entry: NewAudit,
+        done: oneshot::Sender<bool>,
+    },
+    /// Answered once everything queued before it is committed (`true`) or cannot be now.
+    Flush(oneshot::Sender<bool>),
+}
+
+/// The queue of decision audit entries and, on the fast path, the spool behind it.
+struct DecisionLog {
+    jobs: mpsc::Sender<LogJob>,
+    spool: Option<Arc<Mutex<Spool>>>,
+    /// False from a failed commit until the next one succeeds: spooled decisions are refused
+    /// meanwhile, so the backlog a failing store leaves is bounded by the queue.
+    healthy: Arc<AtomicBool>,
+}
+
+/// The decision index and the store generation it reflects.
+struct Index {
+    generation: u64,
+    snapshot: DecisionSnapshot,
 }
 
 struct Inner {
     store: Store,
     events: broadcast::Sender<ControlEvent>,
     verified: VerifiedCache,
-    decision_log: mpsc::Sender<AuditJob>,
+    log: DecisionLog,
+    /// Present on the fast path; `None` inside while the first build is pending.
+    index: Option<RwLock<Option<Arc<Index>>>>,
     /// Wakes the expiry watcher when a licence changes (its next deadline may be sooner).
     expiry_wake: Arc<Notify>,
 }
@@ -136,28 +172,93 @@ impl std::fmt::Debug for ControlPlane {
 
 /// Most decisions one log transaction takes.
 const DECISION_BATCH: usize = 512;
+/// Decisions queued for the log at most; beyond it decisions are refused (the store is behind).
+const DECISION_QUEUE: usize = 16_384;
+/// Backoff between retries of a failed decision-log commit.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl ControlPlane {
     /// Opens the store at `url` and starts the decision-log writer (needs a Tokio runtime).
+    /// A SQLite store gets the fast decision path when this process is the only one using it
+    /// (its spool `<file>.decisions` is locked); otherwise decisions wait for the store.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        Ok(Self::new(Store::open(url).await?))
+        let store = Store::open(url).await?;
+        let spool = match store.sqlite_path() {
+            Some(db) => {
+                let spool = Spool::open(Spool::path_for(db), &store).await?;
+                if spool.is_none() {
+                    tracing::warn!(store = %db.display(), "the decision spool is in use by another control plane; decisions wait for the store");
+                }
+                spool
+            }
+            None => None,
+        };
+        Ok(Self::start(store, spool))
     }
 
-    /// Wraps an open store; spawns the decision-log writer on the current Tokio runtime.
+    /// Wraps an open store, with decisions that read the store and wait for their committed
+    /// audit entry; spawns the decision-log writer on the current Tokio runtime.
     pub fn new(store: Store) -> Self {
+        Self::start(store, None)
+    }
+
+    fn start(store: Store, spool: Option<Spool>) -> Self {
         let (events, _) = broadcast::channel(1024);
-        let (decision_log, jobs) = mpsc::channel(4096);
-        tokio::spawn(decision_log_writer(store.clone(), jobs));
+        let (jobs, queue) = mpsc::channel(DECISION_QUEUE);
+        let fast = spool.is_some();
+        let log = DecisionLog {
+            jobs,
+            spool: spool.map(|s| Arc::new(Mutex::new(s))),
+            healthy: Arc::new(AtomicBool::new(true)),
+        };
+        tokio::spawn(decision_log_writer(
+            store.clone(),
+            queue,
+            log.spool.clone(),
+            log.healthy.clone(),
+        ));
         let expiry_wake = Arc::new(Notify::new());
         let inner = Arc::new(Inner {
             store,
             events,
             verified: VerifiedCache::default(),
-            decision_log,
+            log,
+            index: fast.then(|| RwLock::new(None)),
             expiry_wake: expiry_wake.clone(),
         });
         tokio::spawn(expiry_watcher(Arc::downgrade(&inner), expiry_wake));
+        if fast {
+            tokio::spawn(index_keeper(Arc::downgrade(&inner)));
+        }
         ControlPlane { inner }
+    }
+
+    /// Waits until every access decision answered so far has its audit entry committed.
+    /// `Err` when the store cannot take them now (they stay queued, and spooled, and are
+    /// retried).
+    pub async fn flush_decisions(&self) -> Result<(), StoreError> {
+        let (done, ack) = oneshot::channel();
+        let committed = match self.inner.log.jobs.send(LogJob::Flush(done)).await {
+            Ok(()) => ack.await.unwrap_or(false),
+            Err(_) => false,
+        };
+        if committed {
+            Ok(())
+        } else {
+            Err(StoreError::Spool(
+                "the decision log could not commit to the store".into(),
+            ))
+        }
+    }
+
+    /// Ends the control plane's use of the store: commits the decision log, then closes the
+    /// store's connections. What cannot be committed stays in the spool for the next start.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.flush_decisions().await {
+            tracing::error!(error = %e, "access decisions left in the spool at shutdown");
+        }
+        self.store().close().await;
     }
 
     pub fn store(&self) -> &Store {
@@ -410,10 +511,10 @@ impl ControlPlane {
     }
 
     /// May `req.org` receive `req.flow` now, from `req.source`, with `req.connected` receivers
-    /// already on? The answer is returned only once its audit entry is committed (decisions
-    /// arriving together share one transaction), so every admitted receiver is on record.
-    /// `Err` means the store could not answer: a data plane refuses with
-    /// [`decision::srt_reject::DOWN`].
+    /// already on? Every answer is on record: its audit entry is spooled (fast path) or
+    /// committed (decisions arriving together share one transaction) before it is returned.
+    /// `Err` means the store could not answer or the decision could not be recorded: a data
+    /// plane refuses with [`decision::srt_reject::DOWN`].
     pub async fn decide(&self, actor: &str, req: &AccessRequest) -> Result<Decision, StoreError> {
         self.decide_at(actor, req, Utc::now()).await
     }
@@ -426,17 +527,16 @@ impl ControlPlane {
         now: DateTime<Utc>,
     ) -> Result<Decision, StoreError> {
         let started = Instant::now();
-        let row = self.store().decision_row(&req.org, &req.flow).await?;
-        let decision = resolve(&row, now, req.source, req.connected);
-        let entry = decision_audit(actor, req, &row, &decision, now);
-        let (done, ack) = oneshot::channel();
-        let committed = match self.inner.decision_log.send(AuditJob { entry, done }).await {
-            Ok(()) => ack.await.unwrap_or(false),
-            Err(_) => false,
-        };
-        if !committed {
+        if self.store().pool().is_closed() {
             return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
         }
+        let row = match self.indexed_row(req) {
+            Some(row) => row,
+            None => self.store().decision_row(&req.org, &req.flow).await?,
+        };
+        let decision = resolve(&row, now, req.source, req.connected);
+        let entry = decision_audit(actor, req, &row, &decision, now);
+        self.inner.log.record(entry).await?;
         let outcome = match &decision {
             Ok(_) => "allow",
             Err(d) => d.reason.as_str(),
@@ -445,6 +545,69 @@ impl ControlPlane {
         metrics::histogram!("stadion_access_decision_seconds")
             .record(started.elapsed().as_secs_f64());
         Ok(decision)
+    }
+}
+
+impl ControlPlane {
+    /// The decision's row from the index, when the index reflects the store's last change.
+    fn indexed_row(&self, req: &AccessRequest) -> Option<DecisionRow> {
+        let index = self.inner.index.as_ref()?;
+        let index = index.read().unwrap_or_else(PoisonError::into_inner);
+        let index = index.as_ref()?;
+        if index.generation != self.store().generation() {
+            return None;
+        }
+        Some(index.snapshot.row(&req.org, &req.flow))
+    }
+}
+
+impl DecisionLog {
+    /// Puts a decision's entry on record: into the spool (returns at once) or committed.
+    async fn record(&self, entry: NewAudit) -> Result<(), StoreError> {
+        let Some(spool) = &self.spool else {
+            let (done, ack) = oneshot::channel();
+            let committed = match self.jobs.send(LogJob::Waiting { entry, done }).await {
+                Ok(()) => ack.await.unwrap_or(false),
+                Err(_) => false,
+            };
+            return if committed {
+                Ok(())
+            } else {
+                Err(StoreError::Unavailable(sqlx::Error::PoolClosed))
+            };
+        };
+        if !self.healthy.load(Ordering::Acquire) {
+            return Err(StoreError::Spool(
+                "committing the decision log to the store is failing (retrying)".into(),
+            ));
+        }
+        // Queue order is spool order: both happen under the spool's lock, and the queue slot
+        // is taken first so that nothing is spooled for a decision that is then refused.
+        let mut spool = spool.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = self.jobs.try_reserve().map_err(|_| {
+            StoreError::Spool(format!("{DECISION_QUEUE} decisions wait for the store"))
+        })?;
+        let n = spool.append(&entry)?;
+        slot.send(LogJob::Spooled { entry, n });
+        metrics::gauge!("stadion_decision_log_pending").set(spool.pending() as f64);
+        Ok(())
+    }
+}
+
+impl DecisionSnapshot {
+    /// What [`Store::decision_row`] returns for the same names or ids.
+    fn row(&self, org: &str, flow: &str) -> DecisionRow {
+        let org = self.orgs.get(org).copied();
+        let flow_id = self.flows.get(flow).copied();
+        let licence = match (org, flow_id) {
+            (Some((o, _)), Some(f)) => self.licences.get(&(o, f)).cloned(),
+            _ => None,
+        };
+        DecisionRow {
+            org,
+            flow_id,
+            licence,
+        }
     }
 }
 
@@ -514,7 +677,7 @@ fn decision_audit(
     NewAudit {
         at: now,
         actor: clip(actor),
-        action: "access.decide",
+        action: DECIDE_ACTION,
         subject: format!("access/{}/{}", clip(&req.org), clip(&req.flow)),
         org_id: row.org.map(|(id, _)| id),
         flow_id: row.flow_id,
@@ -525,21 +688,112 @@ fn decision_audit(
 }
 
 /// Writes decision entries in arrival order, as many per transaction as are waiting, and
-/// acknowledges each once committed.
-async fn decision_log_writer(store: Store, mut jobs: mpsc::Receiver<AuditJob>) {
+/// acknowledges each once committed. Spooled entries were answered already: a failed commit is
+/// logged and retried with backoff until it succeeds or the store is closed (then they stay
+/// in the spool for the next start). Waiting entries whose commit fails are refused.
+async fn decision_log_writer(
+    store: Store,
+    mut jobs: mpsc::Receiver<LogJob>,
+    spool: Option<Arc<Mutex<Spool>>>,
+    healthy: Arc<AtomicBool>,
+) {
     let mut batch = Vec::with_capacity(DECISION_BATCH);
     while jobs.recv_many(&mut batch, DECISION_BATCH).await > 0 {
-        let (entries, acks): (Vec<_>, Vec<_>) = batch.drain(..).map(|j| (j.entry, j.done)).unzip();
-        let ok = match store.append_audit(&entries).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, lost = entries.len(), "writing access decisions to the audit log failed; refusing them");
-                false
+        let (mut entries, mut acks, mut through) = (Vec::new(), Vec::new(), None);
+        for job in batch.drain(..) {
+            match job {
+                LogJob::Spooled { entry, n } => {
+                    entries.push(entry);
+                    through = Some(n);
+                }
+                LogJob::Waiting { entry, done } => {
+                    entries.push(entry);
+                    acks.push(done);
+                }
+                LogJob::Flush(done) => acks.push(done),
             }
+        }
+        let mut delay = RETRY_MIN;
+        let ok = loop {
+            if entries.is_empty() {
+                break true;
+            }
+            let Err(e) = store.append_decisions(&entries, through).await else {
+                break true;
+            };
+            healthy.store(false, Ordering::Release);
+            metrics::counter!("stadion_decision_log_failures_total").increment(1);
+            if through.is_none() {
+                tracing::error!(error = %e, refused = entries.len(), "writing access decisions to the audit log failed; refusing them");
+                break false;
+            }
+            if store.pool().is_closed() {
+                tracing::error!(error = %e, entries = entries.len(), "the store is closed: access decisions stay in the spool until the next start");
+                break false;
+            }
+            tracing::error!(error = %e, entries = entries.len(), retry_in = ?delay, "committing answered access decisions to the audit log failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RETRY_MAX);
         };
+        if ok {
+            healthy.store(true, Ordering::Release);
+            if let (Some(spool), Some(n)) = (&spool, through) {
+                let mut spool = spool.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Err(e) = spool.committed_through(n) {
+                    tracing::error!(error = %e, "tidying the decision spool failed");
+                }
+                metrics::gauge!("stadion_decision_log_pending").set(spool.pending() as f64);
+            }
+        }
         for ack in acks {
             let _ = ack.send(ok);
         }
+    }
+}
+
+/// Keeps the decision index at the store's generation: rebuilds it after changes (once they
+/// pause for a moment, so that bulk changes cost one rebuild). Once a second it also compares
+/// the database's change count with the one the index was built at, so that changes another
+/// process made reach the index within a second. It stops with the plane.
+async fn index_keeper(inner: Weak<Inner>) {
+    const SETTLE: Duration = Duration::from_millis(5);
+    let mut built: Option<(u64, i64)> = None;
+    loop {
+        let Some(plane) = inner.upgrade() else { return };
+        let store = plane.store.clone();
+        if store.pool().is_closed() {
+            return;
+        }
+        match store.change_count().await {
+            Ok(count) if built.is_some_and(|(_, c)| c != count) => store.touch(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading the store's change count failed"),
+        }
+        let generation = store.generation();
+        if built.is_none_or(|(g, _)| g != generation) {
+            let loaded = match store.change_count().await {
+                Ok(count) => store.decision_snapshot().await.map(|s| (count, s)),
+                Err(e) => Err(e),
+            };
+            match loaded {
+                Ok((count, snapshot)) => {
+                    if let Some(index) = &plane.index {
+                        *index.write().unwrap_or_else(PoisonError::into_inner) =
+                            Some(Arc::new(Index {
+                                generation,
+                                snapshot,
+                            }));
+                    }
+                    built = Some((generation, count));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "building the decision index failed; decisions read the store")
+                }
+            }
+        }
+        drop(plane);
+        let _ = tokio::time::timeout(Duration::from_secs(1), store.changed()).await;
+        tokio::time::sleep(SETTLE).await;
     }
 }
 

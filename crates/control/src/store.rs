@@ -9,7 +9,11 @@
 //! Every write is one transaction that includes its audit entry: either both are stored or
 //! neither is.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -52,6 +56,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("store error: {0}")]
     Other(#[source] sqlx::Error),
+    /// The access-decision log cannot take entries (its spool failed, or commits to the store
+    /// are failing and being retried): decisions are refused rather than left unaudited.
+    #[error("the access-decision log is unavailable: {0}")]
+    Spool(String),
 }
 
 impl StoreError {
@@ -362,23 +370,48 @@ pub(crate) async fn append_audit(
             .fetch_one(&mut *conn)
             .await?
             .try_get(0)?;
-    for (i, e) in entries.iter().enumerate() {
-        sqlx::query(
+    // Many rows per statement: one round trip to the driver per chunk, not per entry.
+    const ROWS: usize = 64;
+    let first = last - n + 1;
+    for (c, chunk) in entries.chunks(ROWS).enumerate() {
+        let values = (0..chunk.len())
+            .map(|r| {
+                let p = r * 10;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8,
+                    p + 9,
+                    p + 10
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
             "INSERT INTO audit_log (seq, at, actor, action, subject, org_id, flow_id, licence_id, \
-             decision, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(last - n + 1 + i as i64)
-        .bind(micros(e.at))
-        .bind(e.actor.as_str())
-        .bind(e.action)
-        .bind(e.subject.as_str())
-        .bind(e.org_id.map(|u| u.to_string()))
-        .bind(e.flow_id.map(|u| u.to_string()))
-        .bind(e.licence_id.map(|u| u.to_string()))
-        .bind(e.decision)
-        .bind(e.reason.as_str())
-        .execute(&mut *conn)
-        .await?;
+             decision, reason) VALUES {values}"
+        );
+        let mut q = sqlx::query(&sql);
+        for (i, e) in chunk.iter().enumerate() {
+            q = q
+                .bind(first + (c * ROWS + i) as i64)
+                .bind(micros(e.at))
+                .bind(e.actor.as_str())
+                .bind(e.action)
+                .bind(e.subject.as_str())
+                .bind(e.org_id.map(|u| u.to_string()))
+                .bind(e.flow_id.map(|u| u.to_string()))
+                .bind(e.licence_id.map(|u| u.to_string()))
+                .bind(e.decision)
+                .bind(e.reason.as_str());
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -388,6 +421,52 @@ pub(crate) async fn append_audit(
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The SQLite file, when the store is one.
+    sqlite_path: Option<PathBuf>,
+    changes: Arc<Changes>,
+}
+
+/// The change generation: bumped after every committed change that may alter an access
+/// decision (and by [`Store::touch`] when another process or node reports one); in-memory
+/// views of the store compare it with the generation they were built at. Stores opened on the
+/// same SQLite file in one process share it.
+#[derive(Debug, Default)]
+struct Changes {
+    generation: AtomicU64,
+    notify: tokio::sync::Notify,
+}
+
+impl Changes {
+    /// The generation shared by every store on `path` in this process.
+    fn for_file(path: &std::path::Path) -> Arc<Changes> {
+        static FILES: std::sync::Mutex<Vec<(PathBuf, std::sync::Weak<Changes>)>> =
+            std::sync::Mutex::new(Vec::new());
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let mut files = FILES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        files.retain(|(_, c)| c.strong_count() > 0);
+        if let Some(c) = files
+            .iter()
+            .find(|(p, _)| *p == path)
+            .and_then(|(_, c)| c.upgrade())
+        {
+            return c;
+        }
+        let c = Arc::new(Changes::default());
+        files.push((path, Arc::downgrade(&c)));
+        c
+    }
+}
+
+/// Everything the access decision reads, loaded at once for the in-memory index.
+#[derive(Debug, Default)]
+pub(crate) struct DecisionSnapshot {
+    /// By name and by id text, as `decision_row` matches them.
+    pub orgs: HashMap<String, (Uuid, OrgKind)>,
+    pub flows: HashMap<String, Uuid>,
+    /// The licence `decision_row` would pick per (organisation, flow).
+    pub licences: HashMap<(Uuid, Uuid), Licence>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -397,10 +476,15 @@ impl Store {
     /// `postgres://...`.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
+        let mut sqlite_path = None;
         let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
         } else if let Some(path) = url.strip_prefix("sqlite://") {
             let sep = if path.contains('?') { '&' } else { '?' };
+            let file = path.split('?').next().unwrap_or_default();
+            if !file.is_empty() && file != ":memory:" {
+                sqlite_path = Some(PathBuf::from(file));
+            }
             (Backend::Sqlite, format!("{url}{sep}mode=rwc"))
         } else {
             return Err(StoreError::BadUrl(url.to_owned()));
@@ -427,11 +511,52 @@ impl Store {
             .await
             .map_err(StoreError::db)?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, backend })
+        let changes = sqlite_path
+            .as_deref()
+            .map_or_else(Arc::default, Changes::for_file);
+        Ok(Store {
+            pool,
+            backend,
+            sqlite_path,
+            changes,
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The database file of a SQLite store.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.sqlite_path.as_deref()
+    }
+
+    /// The change generation: it moves after every committed change of organisations, flows,
+    /// licences or tokens made in this process, and on [`Store::touch`].
+    pub fn generation(&self) -> u64 {
+        self.changes.generation.load(Ordering::Acquire)
+    }
+
+    /// Marks what the store holds as changed from outside this process (another node).
+    pub fn touch(&self) {
+        self.changes.generation.fetch_add(1, Ordering::AcqRel);
+        self.changes.notify.notify_one();
+    }
+
+    /// Waits until the generation moves (for one waiter).
+    pub(crate) async fn changed(&self) {
+        self.changes.notify.notified().await;
+    }
+
+    /// The count of committed changes in the database, from every process: another process's
+    /// changes show here (see [`Store::write`]).
+    pub(crate) async fn change_count(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT value FROM counters WHERE name = 'changes'")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
     }
 
     /// Closes every connection; later calls fail with [`StoreError::Unavailable`].
@@ -453,7 +578,18 @@ impl Store {
         &self.pool
     }
 
-    /// Runs `f` in one transaction and appends `audit` to the log in the same transaction.
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`IMMEDIATE`):
+    /// a deferred one that read first fails with `SQLITE_BUSY_SNAPSHOT` when another writer
+    /// (e.g. the decision log) committed in between, where waiting for the lock is right.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// Runs `f` in one transaction and appends `audit` to the log in the same transaction;
+    /// counts the change in the database and moves the change generation once it committed.
     async fn write<T, F>(&self, conflict_field: &'static str, f: F) -> Result<T, StoreError>
     where
         F: for<'c> FnOnce(
@@ -463,11 +599,54 @@ impl Store {
         >,
         T: Send,
     {
-        let mut tx = self.pool.begin().await.map_err(StoreError::db)?;
+        let value = self.transact(true, conflict_field, f).await?;
+        self.touch();
+        Ok(value)
+    }
+
+    /// [`Store::write`] for records no decision reads (accounting, node heartbeats): frequent
+    /// writes that must not invalidate in-memory views.
+    async fn write_untracked<T, F>(
+        &self,
+        conflict_field: &'static str,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        F: for<'c> FnOnce(
+            &'c mut AnyConnection,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = Result<(T, Vec<NewAudit>), StoreError>> + Send + 'c>,
+        >,
+        T: Send,
+    {
+        self.transact(false, conflict_field, f).await
+    }
+
+    async fn transact<T, F>(
+        &self,
+        counted: bool,
+        conflict_field: &'static str,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        F: for<'c> FnOnce(
+            &'c mut AnyConnection,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = Result<(T, Vec<NewAudit>), StoreError>> + Send + 'c>,
+        >,
+        T: Send,
+    {
+        let mut tx = self.begin().await.map_err(StoreError::db)?;
         let (value, audit) = f(&mut tx).await?;
         append_audit(&mut tx, &audit)
             .await
             .map_err(StoreError::db)?;
+        if counted {
+            sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'changes'")
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db)?;
+        }
         tx.commit()
             .await
             .map_err(|e| StoreError::from_sqlx(e, conflict_field))?;
@@ -881,12 +1060,77 @@ impl Store {
         })
     }
 
-    /// Appends entries in one transaction of their own (used by the decision log writer).
+    /// Appends entries in one transaction of their own.
     pub async fn append_audit(&self, entries: &[NewAudit]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        self.append_decisions(entries, None).await
+    }
+
+    /// Appends decision entries in one transaction; with `spooled_through`, records in the
+    /// same transaction that the local decision spool is committed up to that number.
+    pub(crate) async fn append_decisions(
+        &self,
+        entries: &[NewAudit],
+        spooled_through: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
         append_audit(&mut tx, entries).await?;
+        if let Some(n) = spooled_through {
+            let n = i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("spool {n}")))?;
+            sqlx::query(
+                "UPDATE counters SET value = $1 WHERE name = 'decision_spool' AND value < $1",
+            )
+            .bind(n)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// How far the local decision spool is committed (see [`Store::append_decisions`]).
+    pub(crate) async fn spool_committed(&self) -> Result<u64, StoreError> {
+        let v: i64 = sqlx::query("SELECT value FROM counters WHERE name = 'decision_spool'")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("spool counter {v}")))
+    }
+
+    /// Everything [`Store::decision_row`] reads, for every organisation, flow and licence.
+    pub(crate) async fn decision_snapshot(&self) -> Result<DecisionSnapshot, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut snap = DecisionSnapshot::default();
+        for row in sqlx::query("SELECT id, name, kind FROM organisations")
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            let (id, name): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            let kind = parse_enum(&row.try_get::<String, _>(2)?, OrgKind::parse)?;
+            let value = (uuid(&id)?, kind);
+            snap.orgs.insert(name, value);
+            snap.orgs.insert(id, value);
+        }
+        for row in sqlx::query("SELECT id, name FROM flows")
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            let (id, name): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            let value = uuid(&id)?;
+            snap.flows.insert(name, value);
+            snap.flows.insert(id, value);
+        }
+        // The same preference as `decision_row`: live before revoked, then the newest.
+        let rows = sqlx::query(&format!(
+            "SELECT {LICENCE_COLUMNS} FROM licences l \
+             ORDER BY CASE WHEN l.state = 'revoked' THEN 1 ELSE 0 END, l.updated_at DESC"
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in &rows {
+            let l = licence_from_row(row)?;
+            snap.licences.entry((l.org_id, l.flow_id)).or_insert(l);
+        }
+        Ok(snap)
     }
 
     pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {

@@ -257,7 +257,7 @@ pub async fn open_control_plane(config: &ServeConfig) -> anyhow::Result<ControlP
 pub async fn run_services(config: &ServeConfig, control: ControlPlane) -> anyhow::Result<()> {
     let (data_plane, live_routes) =
         crate::live::DataPlane::start(control.clone(), &config.live).await?;
-    let app = stadion_control::api::router(control).merge(live_routes);
+    let app = stadion_control::api::router(control.clone()).merge(live_routes);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -274,6 +274,8 @@ pub async fn run_services(config: &ServeConfig, control: ControlPlane) -> anyhow
         .await
         .context("HTTP server");
     data_plane.stop().await;
+    // Every access decision answered is committed before the process ends.
+    control.shutdown().await;
     served
 }
 

@@ -165,7 +165,7 @@ impl Store {
             return Ok(());
         }
         let records = records.to_vec();
-        self.write("session", move |c| {
+        self.write_untracked("session", move |c| {
             Box::pin(async move {
                 for (i, r) in records.iter().enumerate() {
                     apply(c, i, r).await?;

@@ -1,0 +1,251 @@
+//! The access-decision log on an embedded SQLite store: decisions are answered once their audit
+//! entry is spooled, and every answered decision ends up in the audit log — after a flush, a
+//! shutdown, or a crash while the store was refusing the entries.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use sqlx::Connection;
+use stadion_control::model::{Flow, OrgKind, Passphrase};
+use stadion_control::store::{Actor, AuditFilter, NewLicence};
+use stadion_control::{AccessRequest, ControlPlane, StoreError};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("stadion.db").display())
+}
+
+/// One rights holder `rhb` licensed for flow `feed` from 10.0.0.0/8.
+async fn seed(control: &ControlPlane) {
+    let actor = Actor("test".into());
+    let org = control
+        .store()
+        .create_org(&actor, "rhb", OrgKind::RightsHolder)
+        .await
+        .unwrap();
+    let flow = Flow {
+        id: uuid::Uuid::new_v4(),
+        name: "feed".into(),
+        description: String::new(),
+        venue: "stadium".into(),
+        event_code: "ATH".into(),
+        created_at: Utc::now(),
+        transport: None,
+    };
+    let flow = control.create_flow(&actor, flow).await.unwrap();
+    control
+        .create_licence(
+            &actor,
+            NewLicence {
+                org_id: org.id,
+                flow_id: flow.id,
+                valid_from: Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap(),
+                valid_until: Utc.with_ymd_and_hms(2100, 1, 1, 0, 0, 0).unwrap(),
+                max_concurrent_receivers: 2,
+                allowed_networks: vec!["10.0.0.0/8".parse().unwrap()],
+                encryption_required: false,
+                passphrase: Passphrase::generate(),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+fn request(source: &str) -> AccessRequest {
+    AccessRequest {
+        org: "rhb".into(),
+        flow: "feed".into(),
+        source: source.parse().unwrap(),
+        connected: 0,
+    }
+}
+
+/// The reasons of the decision entries in the audit log, in order.
+async fn decided(control: &ControlPlane) -> Vec<String> {
+    let filter = AuditFilter {
+        action: Some("access.decide".into()),
+        limit: 1000,
+        ..AuditFilter::default()
+    };
+    let entries = control.store().audit(&filter).await.unwrap();
+    entries
+        .into_iter()
+        .map(|e| format!("{} {}", e.decision, e.reason))
+        .collect()
+}
+
+#[test]
+fn answered_decisions_are_committed_by_flush_and_by_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let control = ControlPlane::open(&url(dir.path())).await.unwrap();
+        seed(&control).await;
+        for source in ["10.0.0.1", "192.0.2.1", "10.0.0.2"] {
+            control.decide("test", &request(source)).await.unwrap().ok();
+        }
+        control.flush_decisions().await.unwrap();
+        let log = decided(&control).await;
+        assert_eq!(log.len(), 3, "{log:?}");
+        assert!(log[0].starts_with("allow granted to 10.0.0.1"), "{log:?}");
+        assert!(
+            log[1].starts_with("deny source_network_not_allowed"),
+            "{log:?}"
+        );
+
+        // Answered, then the process shuts down at once: the entry is committed on the way.
+        control
+            .decide("test", &request("10.0.0.3"))
+            .await
+            .unwrap()
+            .unwrap();
+        control.shutdown().await;
+        assert!(matches!(
+            control.decide("test", &request("10.0.0.4")).await,
+            Err(StoreError::Unavailable(_))
+        ));
+    });
+    drop(rt);
+    let rt = runtime();
+    rt.block_on(async {
+        let control = ControlPlane::open(&url(dir.path())).await.unwrap();
+        let log = decided(&control).await;
+        assert_eq!(log.len(), 4, "{log:?}");
+        assert!(log[3].starts_with("allow granted to 10.0.0.3"), "{log:?}");
+    });
+}
+
+#[test]
+fn decisions_left_in_the_spool_by_a_crash_are_committed_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("stadion.db");
+    let rt = runtime();
+    let answered = rt.block_on(async {
+        let control = ControlPlane::open(&url(dir.path())).await.unwrap();
+        seed(&control).await;
+        // The store starts refusing audit entries.
+        sqlx::query(
+            "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_log \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        )
+        .execute(control.store().pool())
+        .await
+        .unwrap();
+        // This decision is answered (its entry is spooled) ...
+        let granted = control.decide("test", &request("10.0.0.9")).await.unwrap();
+        assert!(granted.is_ok(), "{granted:?}");
+        // ... its commit fails and is retried; from then on decisions are refused, visibly
+        // (those answered before the writer saw the failure are spooled too).
+        let mut answered = 1;
+        let refused = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match control.decide("test", &request("10.0.0.10")).await {
+                    Err(StoreError::Spool(why)) => return why,
+                    Ok(_) => {
+                        answered += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(e) => panic!("unexpected error {e}"),
+                }
+            }
+        })
+        .await
+        .expect("decisions are refused while the log cannot commit");
+        assert!(refused.contains("failing"), "{refused}");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), control.flush_decisions())
+                .await
+                .is_err(),
+            "a flush cannot complete while the store refuses the entries"
+        );
+        // The process dies here: the runtime drops the writer mid-retry.
+        answered
+    });
+    drop(rt);
+    let spool = std::fs::read_to_string(dir.path().join("stadion.db.decisions")).unwrap();
+    assert!(
+        spool.contains("10.0.0.9"),
+        "the answered decision is in the spool: {spool}"
+    );
+
+    let rt = runtime();
+    rt.block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("DROP TRIGGER fail_audit")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let control = ControlPlane::open(&url(dir.path())).await.unwrap();
+        let log = decided(&control).await;
+        // Exactly the answered decisions, once: the refused ones were never answered.
+        assert_eq!(log.len(), answered, "{log:?}");
+        assert!(log[0].starts_with("allow granted to 10.0.0.9"), "{log:?}");
+        control
+            .decide("test", &request("10.0.0.11"))
+            .await
+            .unwrap()
+            .unwrap();
+        control.shutdown().await;
+    });
+    drop(rt);
+    let spool = std::fs::read_to_string(dir.path().join("stadion.db.decisions")).unwrap();
+    assert!(
+        spool.is_empty(),
+        "committed entries leave the spool: {spool}"
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        let control = ControlPlane::open(&url(dir.path())).await.unwrap();
+        assert_eq!(decided(&control).await.len(), answered + 1);
+    });
+}
+
+#[test]
+fn a_second_control_plane_on_the_same_file_waits_for_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let first = ControlPlane::open(&url(dir.path())).await.unwrap();
+        seed(&first).await;
+        let second = ControlPlane::open(&url(dir.path())).await.unwrap();
+        // The second one has no spool: its decision is committed when it returns.
+        second
+            .decide("second", &request("10.0.0.1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(decided(&second).await.len(), 1);
+        // A change made through one is seen by the other's next decision.
+        let licence = first
+            .store()
+            .list_licences(&Default::default(), stadion_control::store::Scope::All)
+            .await
+            .unwrap()
+            .remove(0);
+        second
+            .set_licence_state(
+                &Actor("test".into()),
+                licence.id,
+                stadion_control::model::LicenceState::Disabled,
+                "test".into(),
+            )
+            .await
+            .unwrap();
+        let d = first.decide("first", &request("10.0.0.1")).await.unwrap();
+        assert_eq!(
+            d.unwrap_err().reason,
+            stadion_control::Refusal::Disabled,
+            "the first plane's decision sees the second's change"
+        );
+    });
+}
