@@ -327,6 +327,19 @@ fn crossing(x: &[f64], level: f64, time: impl Fn(f64) -> f64) -> Option<f64> {
     })
 }
 
+/// Where a foot's speed ramp meets `level` (its speed on the ground): the line through the
+/// speeds at frames `a` and `b` (`b` next to the contact, `a` one frame further from it),
+/// extrapolated towards the contact, as a fractional frame index. `None` unless the speed
+/// falls towards the contact and the meeting point is at most three frames past `b`.
+fn ramp_meets(speed: &[f64], a: usize, b: usize, level: f64) -> Option<f64> {
+    let (sa, sb) = (*speed.get(a)?, *speed.get(b)?);
+    if !(sa.is_finite() && sb.is_finite() && level.is_finite() && sa > sb && sb >= level) {
+        return None;
+    }
+    let frames = (sb - level) / (sa - sb);
+    (frames <= 3.0).then_some(b as f64 + (b as f64 - a as f64) * frames)
+}
+
 /// Signed angle (degrees) of `v` in the sagittal plane measured from `reference_down`-ish:
 /// `atan2(v·lane, −v·up)`, so a vector pointing straight down is 0 and forward is positive.
 fn sagittal_from_down(v: Vector3<f64>, lane: &Vector3<f64>, up: &Vector3<f64>) -> f64 {
@@ -464,17 +477,20 @@ pub fn analyse(motion: &Motion, config: &AnalysisConfig) -> Result<Analysis, Bio
         let Some(&ground) = sorted.get(sorted.len() / 50) else {
             continue;
         };
-        // Margin below the threshold: positive while on the ground; crossings are
-        // interpolated between frames for sub-frame event times.
-        let margin: Vec<f64> = (0..n)
+        let horizontal: Vec<f64> = (0..n)
             .map(|i| {
                 let vi = Vector3::new(v[0][i], v[1][i], v[2][i]);
-                let horizontal = (vi - up * vi.dot(&up)).norm();
+                (vi - up * vi.dot(&up)).norm()
+            })
+            .collect();
+        // Margin below the threshold: positive while on the ground.
+        let margin: Vec<f64> = (0..n)
+            .map(|i| {
                 let limit = (config.contact_speed_ratio * speed_lane[i].abs()).max(1.0);
                 if height[i] - ground > config.contact_height_m {
                     -1.0
                 } else {
-                    limit - horizontal
+                    limit - horizontal[i]
                 }
             })
             .collect();
@@ -493,9 +509,23 @@ pub fn analyse(motion: &Motion, config: &AnalysisConfig) -> Result<Analysis, Bio
             if begin == 0 || i == n || !margin[begin - 1].is_finite() || !margin[i].is_finite() {
                 continue;
             }
+            // The threshold is crossed while the foot is still slowing down (and the
+            // low-pass spreads the stop over a few frames), which made contacts ~25 ms too
+            // long; the event is where the foot's speed ramp, extrapolated, meets its speed
+            // on the ground. The threshold crossing is the fallback.
             let frac = |a: usize, b: usize| a as f64 + margin[a] / (margin[a] - margin[b]);
-            let td = time(frac(begin - 1, begin));
-            let to = time(frac(i - 1, i));
+            let mut still: Vec<f64> = horizontal[begin..i]
+                .iter()
+                .copied()
+                .filter(|h| h.is_finite())
+                .collect();
+            let level = median(&mut still);
+            let td = begin
+                .checked_sub(2)
+                .and_then(|a| ramp_meets(&horizontal, a, begin - 1, level))
+                .unwrap_or_else(|| frac(begin - 1, begin));
+            let to = ramp_meets(&horizontal, i + 1, i, level).unwrap_or_else(|| frac(i - 1, i));
+            let (td, to) = (time(td), time(to));
             let mut along: Vec<f64> = (begin..i).map(|k| (p(k) - start).dot(&lane)).collect();
             contacts.push(Contact {
                 side,

@@ -67,14 +67,7 @@ impl Project {
             )
         })?;
         let cal = crate::calib::read(&calibration, None)?;
-        let camera_of = |stem: &str| stem.strip_suffix("_json").unwrap_or(stem).to_owned();
-        let mut pose_dirs = Vec::new();
-        for p in list(&root.join("pose")).into_iter().filter(|p| p.is_dir()) {
-            let name = camera_of(&p.file_name().unwrap_or_default().to_string_lossy());
-            cal.camera(&name, &p.display().to_string())?;
-            pose_dirs.push((name, p));
-        }
-        pose_dirs.sort_by_key(|(n, _)| cal.index_of(n));
+        let pose_dirs = find_pose_dirs(&cal, &root.join("pose"))?;
         let mut videos = Vec::new();
         for p in list(&root.join("videos"))
             .into_iter()
@@ -101,6 +94,20 @@ impl Project {
     }
 }
 
+/// The keypoint folders `<camera>_json/` (or `<camera>/`) in `dir`, in calibration order;
+/// none if `dir` does not exist. A folder named after an uncalibrated camera is an error.
+pub fn find_pose_dirs(cal: &Calibration, dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let camera_of = |stem: &str| stem.strip_suffix("_json").unwrap_or(stem).to_owned();
+    let mut pose_dirs = Vec::new();
+    for p in list(dir).into_iter().filter(|p| p.is_dir()) {
+        let name = camera_of(&p.file_name().unwrap_or_default().to_string_lossy());
+        cal.camera(&name, &p.display().to_string())?;
+        pose_dirs.push((name, p));
+    }
+    pose_dirs.sort_by_key(|(n, _)| cal.index_of(n));
+    Ok(pose_dirs)
+}
+
 /// Reads every camera's keypoints and lines them up with the calibration: every camera of
 /// the calibration must have keypoints, all with one skeleton and the same frame count.
 pub fn load_keypoints(
@@ -108,7 +115,7 @@ pub fn load_keypoints(
     dirs: &[(String, PathBuf)],
     skeleton: Option<Skeleton>,
 ) -> Result<Vec<CameraKeypoints>> {
-    let mut out: Vec<Option<CameraKeypoints>> = vec![None; calibration.len()];
+    let mut out: Vec<Option<(CameraKeypoints, &Path)>> = vec![None; calibration.len()];
     let mut skeleton = skeleton;
     for (camera, dir) in dirs {
         let i = calibration
@@ -116,7 +123,7 @@ pub fn load_keypoints(
             .map(|_| calibration.index_of(camera).unwrap_or(0))?;
         let k = openpose::read_dir(dir, camera, skeleton)?;
         skeleton.get_or_insert(k.skeleton);
-        out[i] = Some(k);
+        out[i] = Some((k, dir));
     }
     let missing: Vec<&str> = calibration
         .names()
@@ -126,32 +133,37 @@ pub fn load_keypoints(
         .map(|(n, _)| n)
         .collect();
     if !missing.is_empty() {
+        let place = dirs
+            .first()
+            .and_then(|(_, d)| d.parent())
+            .map(|p| format!(" in {}", p.display()))
+            .unwrap_or_default();
         return Err(Error::Mismatch {
             what: "keypoints".into(),
             reason: format!(
-                "no keypoint folder for calibrated camera(s) {}",
+                "no keypoint folder <camera>_json{place} for calibrated camera(s) {}",
                 missing.join(", ")
             ),
         });
     }
-    let out: Vec<CameraKeypoints> = out.into_iter().flatten().collect();
-    let counts: Vec<String> = out
-        .iter()
-        .map(|k| format!("{} has {}", k.camera, k.frames.len()))
-        .collect();
+    let out: Vec<(CameraKeypoints, &Path)> = out.into_iter().flatten().collect();
     if out
         .windows(2)
-        .any(|w| w[0].frames.len() != w[1].frames.len())
+        .any(|w| w[0].0.frames.len() != w[1].0.frames.len())
     {
+        let counts: Vec<String> = out
+            .iter()
+            .map(|(k, dir)| format!("{} has {}", dir.display(), k.frames.len()))
+            .collect();
         return Err(Error::Mismatch {
             what: "keypoint frame counts".into(),
             reason: format!(
-                "cameras must have the same number of frames: {}",
+                "every camera's folder must hold the same number of frame files: {}",
                 counts.join(", ")
             ),
         });
     }
-    Ok(out)
+    Ok(out.into_iter().map(|(k, _)| k).collect())
 }
 
 /// Every frame's people and a summary of how well the views agreed.
@@ -574,7 +586,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("cam02 has 2") && e.contains("cam01 has 3"),
+            e.contains("cam02_json has 2") && e.contains("cam01_json has 3"),
             "{e}"
         );
         let e = load_keypoints(&cal, &p.pose_dirs[..2], None)

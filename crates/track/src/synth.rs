@@ -10,14 +10,17 @@
 //! The 2D detections get Gaussian pixel noise, outlier keypoints, left/right swaps,
 //! dropped joints, whole-body occlusions and false detections of people who are not there.
 
+use std::path::Path;
+
 use nalgebra::{Point2, Point3, Vector3};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
 use crate::biomech::{MassModel, Side};
 use crate::camera::{Calibration, Camera, Distortion, Intrinsics};
+use crate::error::{Error, Result};
 use crate::filter::Motion;
-use crate::keypoints::{Frame2D, Keypoint2D, Keypoints2D};
+use crate::keypoints::{CameraKeypoints, Frame2D, Keypoint2D, Keypoints2D};
 use crate::skeleton::Skeleton;
 
 /// The race and the rig.
@@ -37,6 +40,10 @@ pub struct SprintConfig {
     /// The cameras zoom to keep the athlete this tall in the 1080-pixel-high image (a
     /// 1.9 m athlete at 285 px is a wide broadcast tracking shot).
     pub athlete_height_px: f64,
+    /// Fixed cameras instead of pan-tilt ones: each looks at the middle of the race with a
+    /// focal length that keeps the whole run in frame, so one calibration describes every
+    /// frame (what [`SyntheticSprint::write_project`] needs).
+    pub fixed_cameras: bool,
     pub seed: u64,
     pub noise: NoiseModel,
 }
@@ -82,6 +89,7 @@ impl Default for SprintConfig {
             cameras: 4,
             camera_distance_m: 30.0,
             athlete_height_px: 285.0,
+            fixed_cameras: false,
             seed: 1,
             noise: NoiseModel::default(),
         }
@@ -315,8 +323,15 @@ impl SyntheticSprint {
         let mut calibrations = Vec::with_capacity(n);
         let mut views = Vec::with_capacity(n);
         let mut athlete = Vec::with_capacity(n);
+        // Fixed cameras frame the run from 1 m before the start to 1 m past the end.
+        let (first_x, last_x) = (-1.0, k.distance(end) + 1.0);
+        let fixed_target = Point3::new(0.5 * (first_x + last_x), cfg.lane_y_m, 1.0);
         for (i, &t) in times.iter().enumerate() {
-            let target = Point3::new(k.distance(t), cfg.lane_y_m, 1.0);
+            let target = if cfg.fixed_cameras {
+                fixed_target
+            } else {
+                Point3::new(k.distance(t), cfg.lane_y_m, 1.0)
+            };
             let cal = Calibration::new(
                 rig.iter()
                     .map(|c| {
@@ -324,8 +339,17 @@ impl SyntheticSprint {
                             &c.name,
                             c.size,
                             {
-                                // Zoom: focal length proportional to the distance.
-                                let f = cfg.athlete_height_px / 1.9 * (target - c.centre()).norm();
+                                let range = (target - c.centre()).norm();
+                                // Zoom: focal length proportional to the distance; fixed
+                                // cameras widen until the whole run is within 90 % of the
+                                // half-width.
+                                let zoom = cfg.athlete_height_px / 1.9 * range;
+                                let half_run = 0.5 * (last_x - first_x);
+                                let f = if cfg.fixed_cameras {
+                                    zoom.min(0.9 * c.intrinsics.cx * range / half_run)
+                                } else {
+                                    zoom
+                                };
                                 Intrinsics {
                                     fx: f,
                                     fy: f,
@@ -401,6 +425,40 @@ impl SyntheticSprint {
 
     pub fn frame_count(&self) -> usize {
         self.truth.frames.len()
+    }
+
+    /// Writes the race as a Pose2Sim-style project that `stadion track` reads:
+    /// `calibration/Calib.toml` and `pose/<camera>_json/<camera>_<frame>_keypoints.json`
+    /// (every detection of every frame, false ones included). Needs fixed cameras: pan-tilt
+    /// ones have a calibration per frame, which no single file describes.
+    pub fn write_project(&self, root: &Path) -> Result<()> {
+        let Some(cal) = self.calibrations.first() else {
+            return Err(Error::Mismatch {
+                what: "synthetic project".into(),
+                reason: "the race has no frame".into(),
+            });
+        };
+        if !self.config.fixed_cameras {
+            return Err(Error::Mismatch {
+                what: "synthetic project".into(),
+                reason: "pan-tilt cameras have one calibration per frame; generate the race with fixed cameras".into(),
+            });
+        }
+        let dir = root.join("calibration");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        crate::calib::write(&dir.join("Calib.toml"), cal, None)?;
+        for (c, camera) in cal.cameras.iter().enumerate() {
+            let keypoints = CameraKeypoints {
+                camera: camera.name.clone(),
+                skeleton: Skeleton::Coco17,
+                frames: self.views.iter().map(|v| v[c].clone()).collect(),
+            };
+            crate::io::openpose::write_dir(
+                &keypoints,
+                &root.join("pose").join(format!("{}_json", camera.name)),
+            )?;
+        }
+        Ok(())
     }
 
     /// The race as one JSON document for other tools (the aniposelib side of the benchmark):
@@ -811,5 +869,36 @@ mod tests {
         assert!(s.top_speed_error_mps < 0.1, "{s:?}");
         assert!(s.split_error_max_ms < 10.0, "{s:?}");
         assert!(s.step_length_error_cm < 5.0, "{s:?}");
+        // Foot events from the extrapolated speed ramps (27 ms with threshold crossings).
+        assert!(s.contact_time_error_ms < 10.0, "{s:?}");
+        assert!(s.flight_time_error_ms < 10.0, "{s:?}");
+    }
+
+    #[test]
+    fn foot_events_of_the_true_motion_are_within_a_few_ms() {
+        let race = SyntheticSprint::generate(&SprintConfig {
+            distance_m: 60.0,
+            ..SprintConfig::default()
+        });
+        let a = crate::biomech::analyse(&race.truth, &crate::biomech::AnalysisConfig::default())
+            .unwrap();
+        let mut errors = Vec::new();
+        for c in &race.contacts {
+            let Some(d) = a
+                .contacts
+                .iter()
+                .filter(|d| d.side == c.side)
+                .find(|d| (d.touch_down_s - c.touch_down_s).abs() < 0.06)
+            else {
+                continue;
+            };
+            errors.push((d.touch_down_s - c.touch_down_s) * 1000.0);
+            errors.push((d.toe_off_s - c.toe_off_s) * 1000.0);
+        }
+        assert!(errors.len() >= 2 * (race.contacts.len() - 2), "{errors:?}");
+        let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+        let worst = errors.iter().map(|e| e.abs()).fold(0.0, f64::max);
+        eprintln!("event error mean {mean:.2} ms, worst {worst:.2} ms: {errors:.1?}");
+        assert!(mean.abs() < 3.0 && worst < 10.0, "{errors:?}");
     }
 }

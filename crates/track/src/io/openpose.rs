@@ -104,6 +104,22 @@ fn frame_number(path: &Path) -> Option<u64> {
     stem[start..end].parse().ok()
 }
 
+/// Writes one JSON file per frame into `dir` (created if needed), named like Pose2Sim's
+/// (`<camera>_<frame:012>_keypoints.json`) so [`read_dir`] reads them back in order.
+pub fn write_dir(keypoints: &CameraKeypoints, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    keypoints
+        .frames
+        .iter()
+        .enumerate()
+        .map(|(i, frame)| {
+            let file = dir.join(format!("{}_{i:012}_keypoints.json", keypoints.camera));
+            std::fs::write(&file, render_frame(frame)).map_err(|e| Error::io(&file, e))?;
+            Ok(file)
+        })
+        .collect()
+}
+
 /// The JSON files of a folder in frame order.
 pub fn frame_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<(Option<u64>, PathBuf)> = std::fs::read_dir(dir)
