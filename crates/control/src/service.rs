@@ -33,7 +33,7 @@ use crate::transport::{FlowSetup, PushOutput, Transport};
 use crate::usage::UsageRecord;
 
 /// A change the live data plane must react to (e.g. cut receivers of a disabled licence).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ControlEvent {
@@ -144,8 +144,20 @@ struct Index {
     snapshot: DecisionSnapshot,
 }
 
+/// A change as sent to the other nodes: who sent it, so that a node skips its own.
+#[derive(Serialize, Deserialize)]
+struct Notice {
+    origin: Uuid,
+    event: ControlEvent,
+}
+
+/// The PostgreSQL notification channel of control-plane changes.
+const EVENT_CHANNEL: &str = "stadion_control_events";
+
 struct Inner {
     store: Store,
+    /// On PostgreSQL: this control plane's identity in the changes it sends to other nodes.
+    origin: Option<Uuid>,
     events: broadcast::Sender<ControlEvent>,
     verified: VerifiedCache,
     log: DecisionLog,
@@ -219,8 +231,10 @@ impl ControlPlane {
             log.healthy.clone(),
         ));
         let expiry_wake = Arc::new(Notify::new());
+        let origin = (store.backend() == crate::store::Backend::Postgres).then(Uuid::new_v4);
         let inner = Arc::new(Inner {
             store,
+            origin,
             events,
             verified: VerifiedCache::default(),
             log,
@@ -228,6 +242,9 @@ impl ControlPlane {
             expiry_wake: expiry_wake.clone(),
         });
         tokio::spawn(expiry_watcher(Arc::downgrade(&inner), expiry_wake));
+        if origin.is_some() {
+            tokio::spawn(event_listener(Arc::downgrade(&inner)));
+        }
         if fast {
             tokio::spawn(index_keeper(Arc::downgrade(&inner)));
         }
@@ -267,13 +284,33 @@ impl ControlPlane {
 
     /// Subscribes to the changes a data plane acts on: licence state changes and expiries (cut
     /// receivers within 1 s), flow configuration changes, token revocations. Events are sent
-    /// right after the change commits, in this process; a receiver that lags more than 1024
-    /// events gets `RecvError::Lagged` and should re-read what it runs.
+    /// right after the change commits, in this process and, on PostgreSQL, to every other
+    /// control plane on the same database (`NOTIFY`, typically within milliseconds; each node
+    /// announces expiries itself). A receiver that lags more than 1024 events gets
+    /// `RecvError::Lagged` and should re-read what it runs.
     pub fn subscribe(&self) -> broadcast::Receiver<ControlEvent> {
         self.inner.events.subscribe()
     }
 
-    fn publish(&self, event: ControlEvent) {
+    /// Sends a committed change to this process's subscribers and, on PostgreSQL, to the
+    /// other nodes sharing the store (`NOTIFY`; see [`event_listener`]).
+    async fn publish(&self, event: ControlEvent) {
+        if let Some(origin) = self.inner.origin {
+            let payload = serde_json::to_string(&Notice {
+                origin,
+                event: event.clone(),
+            })
+            .unwrap_or_default();
+            let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(EVENT_CHANNEL)
+                .bind(payload)
+                .execute(self.store().pool())
+                .await;
+            if let Err(e) = sent {
+                metrics::counter!("stadion_control_notify_failures_total").increment(1);
+                tracing::error!(error = %e, ?event, "telling the other nodes about a change failed; they miss it");
+            }
+        }
         // No subscriber is fine: nothing live to cut.
         let _ = self.inner.events.send(event);
     }
@@ -361,7 +398,8 @@ impl ControlPlane {
         self.inner.verified.forget(id);
         self.publish(ControlEvent::TokenRevoked {
             token_id: info.id.clone(),
-        });
+        })
+        .await;
         Ok(info)
     }
 
@@ -403,7 +441,7 @@ impl ControlPlane {
         new: NewLicence,
     ) -> Result<Licence, StoreError> {
         let l = self.store().create_licence(actor, new).await?;
-        self.publish_licence(&l);
+        self.publish_licence(&l).await;
         Ok(l)
     }
 
@@ -420,19 +458,20 @@ impl ControlPlane {
             .set_licence_state(actor, id, target, reason)
             .await?;
         if changed {
-            self.publish_licence(&l);
+            self.publish_licence(&l).await;
         }
         Ok(l)
     }
 
-    fn publish_licence(&self, l: &Licence) {
+    async fn publish_licence(&self, l: &Licence) {
         self.inner.expiry_wake.notify_one();
         self.publish(ControlEvent::LicenceChanged {
             licence_id: l.id,
             rhb_org: l.org_id,
             flow: l.flow_id,
             new_state: l.state,
-        });
+        })
+        .await;
     }
 
     // ---- flows, outputs and accounting for the data plane -----------------------------------
@@ -451,7 +490,8 @@ impl ControlPlane {
     /// Creates a flow (with its transport, when given).
     pub async fn create_flow(&self, actor: &Actor, flow: Flow) -> Result<Flow, StoreError> {
         let flow = self.store().create_flow(actor, flow).await?;
-        self.publish(ControlEvent::FlowChanged { flow_id: flow.id });
+        self.publish(ControlEvent::FlowChanged { flow_id: flow.id })
+            .await;
         Ok(flow)
     }
 
@@ -462,7 +502,8 @@ impl ControlPlane {
         update: FlowUpdate,
     ) -> Result<Flow, StoreError> {
         let flow = self.store().update_flow(actor, id, update).await?;
-        self.publish(ControlEvent::FlowChanged { flow_id: id });
+        self.publish(ControlEvent::FlowChanged { flow_id: id })
+            .await;
         Ok(flow)
     }
 
@@ -474,13 +515,15 @@ impl ControlPlane {
         transport: Transport,
     ) -> Result<Flow, StoreError> {
         let flow = self.store().set_transport(actor, id, transport).await?;
-        self.publish(ControlEvent::FlowChanged { flow_id: id });
+        self.publish(ControlEvent::FlowChanged { flow_id: id })
+            .await;
         Ok(flow)
     }
 
     pub async fn delete_flow(&self, actor: &Actor, id: Uuid) -> Result<Flow, StoreError> {
         let flow = self.store().delete_flow(actor, id).await?;
-        self.publish(ControlEvent::FlowChanged { flow_id: id });
+        self.publish(ControlEvent::FlowChanged { flow_id: id })
+            .await;
         Ok(flow)
     }
 
@@ -492,7 +535,8 @@ impl ControlPlane {
         let out = self.store().create_output(actor, new).await?;
         self.publish(ControlEvent::FlowChanged {
             flow_id: out.flow_id,
-        });
+        })
+        .await;
         Ok(out)
     }
 
@@ -500,7 +544,8 @@ impl ControlPlane {
         let out = self.store().delete_output(actor, id).await?;
         self.publish(ControlEvent::FlowChanged {
             flow_id: out.flow_id,
-        });
+        })
+        .await;
         Ok(out)
     }
 
@@ -794,6 +839,66 @@ async fn index_keeper(inner: Weak<Inner>) {
         drop(plane);
         let _ = tokio::time::timeout(Duration::from_secs(1), store.changed()).await;
         tokio::time::sleep(SETTLE).await;
+    }
+}
+
+/// Hands the changes other nodes commit to this node's subscribers (PostgreSQL `LISTEN`),
+/// reconnecting when the connection drops. Licence expiries are not sent: every node's own
+/// expiry watcher announces them.
+async fn event_listener(inner: Weak<Inner>) {
+    let alive = |inner: &Weak<Inner>| inner.upgrade().is_some_and(|p| !p.store.pool().is_closed());
+    while alive(&inner) {
+        let Some(store) = inner.upgrade().map(|p| p.store.clone()) else {
+            return;
+        };
+        let mut listener = match store.listen(EVENT_CHANNEL).await {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "listening for other nodes' changes failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        drop(store);
+        while alive(&inner) {
+            // Wake up now and then to notice the end of the plane.
+            let next = match tokio::time::timeout(Duration::from_secs(1), listener.try_recv()).await
+            {
+                Err(_) => continue,
+                Ok(next) => next,
+            };
+            let notification = match next {
+                Ok(Some(n)) => n,
+                // The connection dropped; the next call reconnects and listens again.
+                Ok(None) => {
+                    tracing::warn!(
+                        "lost the connection for other nodes' changes; changes made meanwhile are missed"
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "receiving other nodes' changes failed; reconnecting");
+                    break;
+                }
+            };
+            let Some(plane) = inner.upgrade() else { return };
+            match serde_json::from_str::<Notice>(notification.payload()) {
+                Ok(notice) if Some(notice.origin) == plane.origin => {}
+                Ok(Notice { event, .. }) => {
+                    plane.store.touch();
+                    match &event {
+                        ControlEvent::TokenRevoked { token_id } => plane.verified.forget(token_id),
+                        ControlEvent::LicenceChanged { .. } => plane.expiry_wake.notify_one(),
+                        _ => {}
+                    }
+                    let _ = plane.events.send(event);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable change notification ignored");
+                }
+            }
+        }
     }
 }
 

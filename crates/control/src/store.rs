@@ -423,7 +423,19 @@ pub struct Store {
     backend: Backend,
     /// The SQLite file, when the store is one.
     sqlite_path: Option<PathBuf>,
+    /// The PostgreSQL URL, for the change listener's own connection.
+    postgres_url: Option<SecretUrl>,
     changes: Arc<Changes>,
+}
+
+/// A connection URL that may hold a password: kept out of `Debug` output.
+#[derive(Clone)]
+struct SecretUrl(String);
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretUrl(..)")
+    }
 }
 
 /// The change generation: bumped after every committed change that may alter an access
@@ -514,16 +526,33 @@ impl Store {
         let changes = sqlite_path
             .as_deref()
             .map_or_else(Arc::default, Changes::for_file);
+        let postgres_url = (backend == Backend::Postgres).then_some(SecretUrl(url));
         Ok(Store {
             pool,
             backend,
             sqlite_path,
+            postgres_url,
             changes,
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Listens on a PostgreSQL store's notification `channel` over a connection of its own.
+    pub(crate) async fn listen(
+        &self,
+        channel: &str,
+    ) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
+        let Some(SecretUrl(url)) = &self.postgres_url else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect(url)
+            .await
+            .map_err(StoreError::db)?;
+        listener.listen(channel).await.map_err(StoreError::db)?;
+        Ok(Some(listener))
     }
 
     /// The database file of a SQLite store.
