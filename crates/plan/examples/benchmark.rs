@@ -1,7 +1,7 @@
 //! Solves benchmark files and prints the gap to the shipped BKS tables.
 //!
 //! `cargo run --release -p stadion-plan --example benchmark -- [--time S] [--seed N]
-//!  [--hierarchical] [--exact] FILE...`
+//!  [--hierarchical] [--exact] [--iterations N] FILE...`
 //!
 //! Solomon files use the DIMACS convention (truncated distances, distance objective) unless
 //! `--hierarchical`/`--exact` say otherwise; gaps are to `bks_dimacs.csv` or, with
@@ -18,6 +18,7 @@ fn main() {
         (10.0, 1u64, Objective::Cost, Rounding::Dimacs);
     let mut files = Vec::new();
     let mut verbose = false;
+    let mut iterations = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--time" => {
@@ -33,6 +34,13 @@ fn main() {
             }
             "--exact" => rounding = Rounding::Exact,
             "--verbose" => verbose = true,
+            "--iterations" => {
+                iterations = Some(
+                    args.next()
+                        .and_then(|s| s.parse().ok())
+                        .expect("--iterations N"),
+                )
+            }
             _ => files.push(PathBuf::from(a)),
         }
     }
@@ -71,6 +79,7 @@ fn main() {
             objective,
             seed,
             time_limit: Duration::from_secs_f64(time),
+            max_iterations: iterations,
             progress,
             ..Default::default()
         };

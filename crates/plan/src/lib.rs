@@ -16,10 +16,12 @@
 //!
 //! How the solver treats the richer constraints: capacity, time windows, shifts, pair
 //! precedence and fleet limits are handled inside the local search (penalised, O(1) per
-//! move); maximum ride times are charged as time warp when solutions are compared, not per
-//! move; breaks are placed into the final schedule at the first point they fit; routes are
-//! planned as single trips (the model and checker accept reloads). Requests that no vehicle
-//! can serve even alone, or that the final repair has to drop, are returned as `unassigned`.
+//! move); maximum ride times and driver breaks are priced on the route's exact schedule
+//! (latest departure, breaks at their cheapest place) for the moves that pay without them;
+//! a vehicle type allowed several trips offers that many trip slots per vehicle, and trips
+//! are chained into vehicle days with a reload at the depot between them (solutions whose
+//! trips need more vehicles than the fleet are infeasible). Requests left unserved are
+//! returned as [`Unassigned`] with the [`Reason`].
 //!
 //! Benchmark runs: `cargo run --release -p stadion-plan --example benchmark -- --time 10
 //! ../shared/data/vrp/solomon/*.txt` (add `--hierarchical` for Li & Lim / SINTEF).

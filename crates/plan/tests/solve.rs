@@ -290,3 +290,69 @@ fn every_unserved_request_says_why() {
         assert!(!u.reason.to_string().is_empty());
     }
 }
+
+/// One vehicle, capacity for two customers a trip: with three trips it serves all six
+/// (reloading at the depot in between); with two, two customers find it busy.
+#[test]
+fn one_vehicle_serves_everyone_in_several_trips() {
+    let mut locations = vec![Location {
+        name: "depot".into(),
+        x: 0.0,
+        y: 0.0,
+    }];
+    for i in 0..6 {
+        let angle = i as f64;
+        locations.push(Location {
+            name: format!("c{i}"),
+            x: 10.0 * angle.cos(),
+            y: 10.0 * angle.sin(),
+        });
+    }
+    let distance = Matrix::euclidean(&locations, |d| d);
+    let requests = (1..=6)
+        .map(|i| Request {
+            name: format!("r{i}"),
+            demand: 5,
+            pickup: None,
+            delivery: Some(Stop {
+                location: i,
+                service: 1.0,
+                window: TimeWindow::new(0.0, 1000.0),
+            }),
+            max_ride_time: None,
+        })
+        .collect();
+    let vehicle = |trips: usize| VehicleType {
+        max_trips: trips,
+        reload_time: 5.0,
+        ..VehicleType::simple(1, 10, 0, TimeWindow::new(0.0, 1000.0))
+    };
+    let mut inst = Instance {
+        name: "trips".into(),
+        duration: distance.clone(),
+        distance,
+        locations,
+        requests,
+        vehicle_types: vec![vehicle(3)],
+    };
+    let sol = solve(&inst, &config(1, 10.0, 200, Objective::Cost)).unwrap();
+    check(&inst, &sol).unwrap();
+    assert!(sol.unassigned.is_empty(), "{:?}", sol.unassigned);
+    assert_eq!(sol.routes.len(), 1);
+    let reloads = sol.routes[0]
+        .visits
+        .iter()
+        .filter(|v| v.kind == VisitKind::Reload)
+        .count();
+    assert_eq!(reloads, 2);
+
+    inst.vehicle_types[0] = vehicle(2);
+    let sol = solve(&inst, &config(1, 10.0, 200, Objective::Cost)).unwrap();
+    check(&inst, &sol).unwrap();
+    assert_eq!(sol.unassigned.len(), 2, "{:?}", sol.unassigned);
+    assert!(
+        sol.unassigned
+            .iter()
+            .all(|u| u.reason == Reason::FleetBusy { vehicles: 1 })
+    );
+}

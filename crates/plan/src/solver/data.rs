@@ -1,6 +1,7 @@
 //! The instance flattened for search: one node per request side, one entry per vehicle, route
 //! segments with constant-time concatenation, and the granular neighbourhoods.
 
+use super::trips::Span;
 use crate::model::{Instance, Objective, Reason, Side, Unassigned};
 
 /// "No location / no position / no route."
@@ -43,6 +44,9 @@ pub(crate) struct Vehicle {
     pub fixed: f64,
     pub per_distance: f64,
     pub per_time: f64,
+    /// Trips one physical vehicle of this type may make: every physical vehicle is that many
+    /// trip slots in the search, chained into vehicle days at the end.
+    pub trips: usize,
 }
 
 /// A route segment summary (Vidal et al. 2013 for time windows, prefix maxima for loads):
@@ -92,6 +96,8 @@ pub(crate) struct Data<'a> {
     pub max_dist: f64,
     /// Extra fixed cost per vehicle under the hierarchical objective.
     pub vehicle_weight: f64,
+    /// Price of each vehicle that chained trips need beyond the fleet: ten vehicles' worth.
+    pub vehicle_penalty: f64,
     /// Whether any request has a maximum ride time.
     pub ride_limits: bool,
     /// Whether routes need a full schedule to be judged (ride times or breaks).
@@ -115,7 +121,7 @@ impl<'a> Data<'a> {
         };
         let mut vehicles = Vec::new();
         for (t, vt) in inst.vehicle_types.iter().enumerate() {
-            for _ in 0..vt.count {
+            for _ in 0..vt.count * vt.max_trips {
                 vehicles.push(Vehicle {
                     vehicle_type: t,
                     start: vt.start_depot,
@@ -126,6 +132,7 @@ impl<'a> Data<'a> {
                     fixed: vt.fixed_cost + vehicle_weight,
                     per_distance: vt.cost_per_distance,
                     per_time: vt.cost_per_time,
+                    trips: vt.max_trips,
                 });
             }
         }
@@ -138,6 +145,12 @@ impl<'a> Data<'a> {
             capable: Vec::new(),
             max_dist,
             vehicle_weight,
+            vehicle_penalty: 10.0
+                * inst
+                    .vehicle_types
+                    .iter()
+                    .map(|t| t.fixed_cost + vehicle_weight + 2.0 * max_dist * t.cost_per_distance)
+                    .fold(0.0, f64::max),
             ride_limits: inst.requests.iter().any(|r| r.max_ride_time.is_some()),
             exact_schedule: inst.requests.iter().any(|r| r.max_ride_time.is_some())
                 || inst.vehicle_types.iter().any(|t| !t.breaks.is_empty()),
@@ -182,7 +195,7 @@ impl<'a> Data<'a> {
                 if vt.count > 0 && data.serves_alone(first, &ids) {
                     capable += vt.count;
                 }
-                first += vt.count;
+                first += vt.count * vt.max_trips;
             }
             data.capable.push(capable);
             if capable == 0 {
@@ -445,8 +458,34 @@ impl<'a> Data<'a> {
         self.concat(&acc, &self.end_seg(v))
     }
 
+    /// When the route `seg` of vehicle `v` can leave without warp, and how long it takes.
+    pub fn span(&self, v: usize, seg: &Seg) -> Span {
+        let latest = self.departure(v, seg);
+        Span {
+            earliest: seg.early.clamp(self.vehicles[v].shift_start, latest),
+            latest,
+            duration: seg.dur,
+        }
+    }
+
+    /// The first vehicle (trip slot) of vehicle type `t`.
+    pub fn first_vehicle(&self, t: usize) -> usize {
+        self.vehicles
+            .iter()
+            .position(|v| v.vehicle_type == t)
+            .expect("a type with trips has vehicles")
+    }
+
+    /// The node serving `side` of `request` (a request the search routes).
+    pub fn node_of(&self, request: usize, side: Side) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.request == request && n.side == side)
+            .expect("a routed request has its nodes")
+    }
+
     /// The latest departure that adds no time warp: as [`crate::schedule`] does.
-    fn departure(&self, v: usize, route: &Seg) -> f64 {
+    pub fn departure(&self, v: usize, route: &Seg) -> f64 {
         let veh = &self.vehicles[v];
         route
             .late

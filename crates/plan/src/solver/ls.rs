@@ -1,7 +1,10 @@
 //! Local search over granular neighbourhoods: segment exchanges (relocate, swap, 1 to 2
-//! nodes), 2-opt* tail swaps and pickup-delivery pair relocation, each evaluated in O(1) (pairs:
-//! O(route length)) by concatenating cached prefix and suffix segments; first improvement.
+//! nodes), 2-opt* tail swaps and pickup-delivery pair relocation, each evaluated in O(1)
+//! (pairs: O(route length)) by concatenating cached prefix and suffix segments, first
+//! improvement; then SWAP* between routes ([`swap_star`]) until neither improves.
 //! Pairs stay in one route with the pickup first: inter-route moves only move whole pairs.
+
+mod swap_star;
 
 use super::data::{Data, NONE, Penalties, Seg};
 use rand::Rng;
@@ -43,6 +46,8 @@ pub(crate) struct LocalSearch<'d, 'a> {
     pub pen: Penalties,
     order: Vec<usize>,
     last_tested: Vec<u64>,
+    /// Per route: the step at which SWAP* last tried it.
+    swap_tested: Vec<u64>,
     step: u64,
     /// Whether route cost is fixed plus distance only, so that travel deltas bound moves.
     prunable: bool,
@@ -78,6 +83,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             },
             order: (0..n).collect(),
             last_tested: vec![0; n],
+            swap_tested: vec![0; data.vehicles.len()],
             step: 1,
             // Ride times can shrink when nodes are inserted (waits absorb delays): no bound.
             prunable: !data.exact_schedule && data.vehicles.iter().all(|v| v.per_time == 0.0),
@@ -93,6 +99,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
         self.route_of.fill(NONE);
         self.pos_of.fill(NONE);
         self.last_tested.fill(0);
+        self.swap_tested.fill(0);
         self.step = 1;
         for (r, nodes) in routes.iter().enumerate() {
             self.routes[r].nodes.clone_from(nodes);
@@ -336,7 +343,11 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
                 }
             }
             first = false;
-            if !improved {
+            // At a local optimum of the node moves, SWAP* between routes (which changes the
+            // routes, so the node moves get another pass).
+            let in_time = self.deadline.is_none_or(|d| Instant::now() < d);
+            let swapped = !improved && self.swap_star_applies() && in_time && self.swap_star();
+            if !(improved || swapped) {
                 break;
             }
         }

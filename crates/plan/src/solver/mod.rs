@@ -7,10 +7,13 @@
 
 pub(crate) mod data;
 pub(crate) mod ls;
+pub(crate) mod trips;
 
 use crate::check::{Violation, Violations, check};
 use crate::config::{Progress, SolveConfig};
-use crate::model::{Instance, InstanceError, Objective, Reason, Solution, Unassigned, VisitKind};
+use crate::model::{
+    Instance, InstanceError, Objective, Reason, Route, Solution, Unassigned, VisitKind,
+};
 use crate::schedule::schedule;
 use data::{Data, NONE, Penalties};
 use ls::LocalSearch;
@@ -51,6 +54,10 @@ struct Indiv {
     base: f64,
     excess: i64,
     warp: f64,
+    /// Vehicles the trips need beyond the fleet (types with several trips per vehicle), and
+    /// its price.
+    fleet_excess: usize,
+    fleet_penalty: f64,
     vehicles: usize,
     /// Successor and predecessor of every node (`NONE` for a depot), for diversity.
     succ: Vec<usize>,
@@ -63,11 +70,16 @@ impl Indiv {
         let (mut base, mut excess, mut warp, mut vehicles) = (0.0, 0, 0.0, 0);
         let mut succ = vec![NONE; n];
         let mut pred = vec![NONE; n];
+        // Trip spans per vehicle type with several trips per vehicle.
+        let mut spans: Vec<Vec<trips::Span>> = vec![Vec::new(); data.inst.vehicle_types.len()];
         for (v, r) in routes.iter().enumerate() {
             if r.is_empty() {
                 continue;
             }
             let seg = data.route_seg(v, r.iter().map(|&x| data.node_seg(x)));
+            if data.vehicles[v].trips > 1 {
+                spans[data.vehicles[v].vehicle_type].push(data.span(v, &seg));
+            }
             base += data.base_cost(v, &seg);
             excess += data.excess(v, &seg);
             warp += seg.warp + data.schedule_excess(v, r);
@@ -77,11 +89,21 @@ impl Indiv {
                 pred[w[1]] = w[0];
             }
         }
+        let mut fleet_excess = 0;
+        for (t, spans) in spans.iter().enumerate() {
+            let vt = &data.inst.vehicle_types[t];
+            if !spans.is_empty() {
+                let needed = trips::chain(spans, vt.reload_time, vt.max_trips, |_, _| true).len();
+                fleet_excess += needed.saturating_sub(vt.count);
+            }
+        }
         Self {
             routes,
             base,
             excess,
             warp,
+            fleet_excess,
+            fleet_penalty: data.vehicle_penalty * fleet_excess as f64,
             vehicles,
             succ,
             pred,
@@ -89,11 +111,11 @@ impl Indiv {
     }
 
     fn feasible(&self) -> bool {
-        self.excess == 0 && self.warp <= 1e-9
+        self.excess == 0 && self.warp <= 1e-9 && self.fleet_excess == 0
     }
 
     fn penalised(&self, p: Penalties) -> f64 {
-        self.base + p.load * self.excess as f64 + p.warp * self.warp
+        self.base + p.load * self.excess as f64 + p.warp * self.warp + self.fleet_penalty
     }
 
     /// Broken-pairs distance in [0, 1].
@@ -636,6 +658,8 @@ fn finish(data: &Data, routes: &[Vec<usize>], busy: &[usize]) -> Solution {
             dropped.push(worst);
         }
     }
+    let (out, left_out) = chain_trips(data, out);
+    let busy: Vec<usize> = busy.iter().copied().chain(left_out).collect();
     let mut seen = vec![false; inst.requests.len()];
     for r in &out {
         for v in &r.visits {
@@ -665,10 +689,97 @@ fn finish(data: &Data, routes: &[Vec<usize>], busy: &[usize]) -> Solution {
     }
 }
 
+/// Chains the trips of vehicle types allowed several trips per vehicle into vehicle days, a
+/// reload at the depot between trips ([`trips::chain`], each chain checked with its breaks
+/// placed again). Trips that would need more vehicles than the type has are left out (the
+/// ones serving fewest requests): their requests are returned.
+fn chain_trips(data: &Data, routes: Vec<Route>) -> (Vec<Route>, Vec<usize>) {
+    let inst = data.inst;
+    let mut out = Vec::new();
+    let mut left = Vec::new();
+    let mut by_type: Vec<Vec<Route>> = vec![Vec::new(); inst.vehicle_types.len()];
+    for r in routes {
+        if inst.vehicle_types[r.vehicle_type].max_trips > 1 {
+            by_type[r.vehicle_type].push(r);
+        } else {
+            out.push(r);
+        }
+    }
+    for (t, trips) in by_type.into_iter().enumerate() {
+        if trips.is_empty() {
+            continue;
+        }
+        let vt = &inst.vehicle_types[t];
+        let kinds: Vec<Vec<VisitKind>> = trips
+            .iter()
+            .map(|r| {
+                r.visits
+                    .iter()
+                    .map(|v| v.kind)
+                    .filter(|k| !matches!(k, VisitKind::Break(_)))
+                    .collect()
+            })
+            .collect();
+        let joined = |chain: &[usize]| {
+            let mut all = Vec::new();
+            for (i, &c) in chain.iter().enumerate() {
+                if i > 0 {
+                    all.push(VisitKind::Reload);
+                }
+                all.extend_from_slice(&kinds[c]);
+            }
+            all
+        };
+        // Spans from the solver's segments (breaks are placed again when chaining).
+        let v = data.first_vehicle(t);
+        let spans: Vec<trips::Span> = kinds
+            .iter()
+            .map(|k| {
+                let nodes = k.iter().filter_map(|&kind| match kind {
+                    VisitKind::Request { request, side } => Some(data.node_of(request, side)),
+                    _ => None,
+                });
+                data.span(v, &data.route_seg(v, nodes.map(|n| data.node_seg(n))))
+            })
+            .collect();
+        let chains = trips::chain(&spans, vt.reload_time, vt.max_trips, |chain, next| {
+            let mut with = chain.to_vec();
+            with.push(next);
+            place_breaks(inst, t, &joined(&with)).is_some()
+        });
+        let mut days: Vec<(Vec<usize>, Route)> = chains
+            .into_iter()
+            .map(|c| {
+                let route = if c.len() == 1 {
+                    trips[c[0]].clone()
+                } else {
+                    place_breaks(inst, t, &joined(&c)).expect("checked while chaining")
+                };
+                (c, route)
+            })
+            .collect();
+        // Busiest days first; those beyond the fleet are left out.
+        days.sort_by_key(|(c, _)| {
+            std::cmp::Reverse(c.iter().map(|&i| kinds[i].len()).sum::<usize>())
+        });
+        for (i, (_, route)) in days.into_iter().enumerate() {
+            if i < vt.count {
+                out.push(route);
+            } else {
+                left.extend(route.visits.iter().filter_map(|v| match v.kind {
+                    VisitKind::Request { request, .. } => Some(request),
+                    _ => None,
+                }));
+            }
+        }
+    }
+    (out, left)
+}
+
 /// Schedules `kinds` with the vehicle type's breaks inserted at the first place each fits;
 /// `None` if the route (with its breaks) violates any constraint.
-fn place_breaks(inst: &Instance, vt: usize, kinds: &[VisitKind]) -> Option<crate::model::Route> {
-    let ok = |route: &crate::model::Route| {
+fn place_breaks(inst: &Instance, vt: usize, kinds: &[VisitKind]) -> Option<Route> {
+    let ok = |route: &Route| {
         let single = Solution {
             routes: vec![route.clone()],
             unassigned: Vec::new(),
