@@ -515,8 +515,13 @@ fn rig(cfg: &SprintConfig) -> Vec<Camera> {
     let per_side = cfg.cameras.div_ceil(2);
     (0..cfg.cameras)
         .map(|i| {
-            let slot = i / 2;
-            let x = cfg.distance_m * (slot as f64 + 0.5) / per_side as f64;
+            // Pan-tilt cameras stand in facing pairs; fixed ones are staggered along the
+            // lane: the rays of a facing pair are nearly parallel for a runner between them.
+            let x = if cfg.fixed_cameras {
+                cfg.distance_m * (i as f64 + 0.5) / cfg.cameras as f64
+            } else {
+                cfg.distance_m * ((i / 2) as f64 + 0.5) / per_side as f64
+            };
             let y = if i % 2 == 0 {
                 cfg.lane_y_m - cfg.camera_distance_m
             } else {
@@ -872,6 +877,51 @@ mod tests {
         // Foot events from the extrapolated speed ramps (27 ms with threshold crossings).
         assert!(s.contact_time_error_ms < 10.0, "{s:?}");
         assert!(s.flight_time_error_ms < 10.0, "{s:?}");
+    }
+
+    #[test]
+    fn a_fixed_camera_race_is_a_project_the_pipeline_reads() {
+        let config = SprintConfig {
+            distance_m: 10.0,
+            fixed_cameras: true,
+            ..SprintConfig::default()
+        };
+        let race = SyntheticSprint::generate(&config);
+        let dir = tempfile::tempdir().unwrap();
+        race.write_project(dir.path()).unwrap();
+        let (project, cal) = crate::pipeline::Project::open(dir.path()).unwrap();
+        let truth = &race.calibrations[race.frame_count() / 2];
+        assert_eq!(cal.names(), truth.names());
+        let p = race.truth.frames[0][0];
+        for (a, b) in cal.cameras.iter().zip(&truth.cameras) {
+            assert!((a.project(&p).unwrap() - b.project(&p).unwrap()).norm() < 1e-6);
+        }
+        let keypoints = crate::pipeline::load_keypoints(&cal, &project.pose_dirs, None).unwrap();
+        assert_eq!(keypoints.len(), 4);
+        for (read, written) in keypoints[2].frames.iter().zip(&race.views) {
+            assert_eq!(read.people.len(), written[2].people.len());
+            for (a, b) in read.people.iter().zip(&written[2].people) {
+                for (p, q) in a.points.iter().zip(&b.points) {
+                    assert_eq!(p.is_valid(), q.is_valid());
+                    assert!(!p.is_valid() || (p.x - q.x).abs() + (p.y - q.y).abs() < 1e-9);
+                }
+            }
+        }
+        // Every joint of the truth is in frame for every fixed camera.
+        for frame in &race.truth.frames {
+            for cam in &cal.cameras {
+                for p in frame {
+                    let q = cam.project(p).unwrap();
+                    assert!((0.0..1920.0).contains(&q.x) && (0.0..1080.0).contains(&q.y));
+                }
+            }
+        }
+        let moving = SyntheticSprint::generate(&SprintConfig {
+            distance_m: 10.0,
+            ..SprintConfig::default()
+        });
+        let e = moving.write_project(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("fixed cameras"), "{e}");
     }
 
     #[test]
