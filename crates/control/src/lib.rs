@@ -22,5 +22,5 @@ pub mod transport;
 pub mod usage;
 
 pub use decision::{Decision, Denial, Grant, Refusal};
-pub use service::{AccessRequest, AuthError, ControlEvent, ControlPlane, Principal};
+pub use service::{AccessRequest, AuthError, ControlEvent, ControlPlane, NodeConfig, Principal};
 pub use store::{Store, StoreError};

@@ -154,8 +154,49 @@ struct Notice {
 /// The PostgreSQL notification channel of control-plane changes.
 const EVENT_CHANNEL: &str = "stadion_control_events";
 
+/// Who this control plane is among the data-plane nodes sharing a store, and how it reports.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Stable across restarts of the same node (its sessions left open by a crash are closed
+    /// at the next start) and unique among the nodes sharing the store.
+    pub name: String,
+    /// How often the node reports that it is alive.
+    pub heartbeat: Duration,
+    /// A node not heard from for this long is lost: its open sessions are closed and do not
+    /// count against concurrency limits.
+    pub stale_after: Duration,
+}
+
+impl NodeConfig {
+    /// `name` with a 5 s heartbeat and 30 s until a silent node counts as lost.
+    pub fn named(name: impl Into<String>) -> Self {
+        NodeConfig {
+            name: name.into(),
+            heartbeat: Duration::from_secs(5),
+            stale_after: Duration::from_secs(30),
+        }
+    }
+
+    /// The host's name (`/proc/sys/kernel/hostname`), else `local`.
+    pub fn from_host() -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        Self::named(if host.is_empty() {
+            "local".into()
+        } else {
+            host
+        })
+    }
+
+    fn alive_since(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - chrono::Duration::from_std(self.stale_after).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
 struct Inner {
     store: Store,
+    node: NodeConfig,
     /// On PostgreSQL: this control plane's identity in the changes it sends to other nodes.
     origin: Option<Uuid>,
     events: broadcast::Sender<ControlEvent>,
@@ -191,11 +232,26 @@ const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl ControlPlane {
-    /// Opens the store at `url` and starts the decision-log writer (needs a Tokio runtime).
-    /// A SQLite store gets the fast decision path when this process is the only one using it
-    /// (its spool `<file>.decisions` is locked); otherwise decisions wait for the store.
+    /// [`ControlPlane::open_node`] as the node named after the host.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_node(url, NodeConfig::from_host()).await
+    }
+
+    /// Opens the store at `url` as data-plane node `node`: closes the sessions the node's
+    /// previous run left open, starts its heartbeat and the decision-log writer (needs a Tokio
+    /// runtime). A SQLite store gets the fast decision path when this process is the only one
+    /// using it (its spool `<file>.decisions` is locked); otherwise decisions wait for the store.
+    pub async fn open_node(url: &str, node: NodeConfig) -> Result<Self, StoreError> {
         let store = Store::open(url).await?;
+        let (closed, previous) = store.start_node(&node.name, Utc::now()).await?;
+        if closed > 0 {
+            tracing::warn!(node = %node.name, closed, "closed the receiver sessions the previous run of this node left open");
+        }
+        if let Some(seen) = previous
+            && Utc::now() < seen + chrono::Duration::from_std(node.stale_after).unwrap_or_default()
+        {
+            tracing::warn!(node = %node.name, last_seen = %seen, "this node name reported recently: if another process runs under it, give each its own name");
+        }
         let spool = match store.sqlite_path() {
             Some(db) => {
                 let spool = Spool::open(Spool::path_for(db), &store).await?;
@@ -206,16 +262,17 @@ impl ControlPlane {
             }
             None => None,
         };
-        Ok(Self::start(store, spool))
+        Ok(Self::start(store, node, spool))
     }
 
     /// Wraps an open store, with decisions that read the store and wait for their committed
-    /// audit entry; spawns the decision-log writer on the current Tokio runtime.
+    /// audit entry; spawns the decision-log writer on the current Tokio runtime. The node
+    /// (named after the host) reports its heartbeat but closes no sessions at start.
     pub fn new(store: Store) -> Self {
-        Self::start(store, None)
+        Self::start(store, NodeConfig::from_host(), None)
     }
 
-    fn start(store: Store, spool: Option<Spool>) -> Self {
+    fn start(store: Store, node: NodeConfig, spool: Option<Spool>) -> Self {
         let (events, _) = broadcast::channel(1024);
         let (jobs, queue) = mpsc::channel(DECISION_QUEUE);
         let fast = spool.is_some();
@@ -234,6 +291,7 @@ impl ControlPlane {
         let origin = (store.backend() == crate::store::Backend::Postgres).then(Uuid::new_v4);
         let inner = Arc::new(Inner {
             store,
+            node,
             origin,
             events,
             verified: VerifiedCache::default(),
@@ -245,6 +303,7 @@ impl ControlPlane {
         if origin.is_some() {
             tokio::spawn(event_listener(Arc::downgrade(&inner)));
         }
+        tokio::spawn(node_heartbeat(Arc::downgrade(&inner)));
         if fast {
             tokio::spawn(index_keeper(Arc::downgrade(&inner)));
         }
@@ -269,13 +328,35 @@ impl ControlPlane {
         }
     }
 
-    /// Ends the control plane's use of the store: commits the decision log, then closes the
+    /// Ends the control plane's use of the store: commits the decision log, closes the
+    /// node's sessions the data plane left open (reason `node stopped`), then closes the
     /// store's connections. What cannot be committed stays in the spool for the next start.
     pub async fn shutdown(&self) {
         if let Err(e) = self.flush_decisions().await {
             tracing::error!(error = %e, "access decisions left in the spool at shutdown");
         }
+        let node = &self.inner.node.name;
+        match self
+            .store()
+            .stop_node(node, Utc::now(), "node stopped")
+            .await
+        {
+            Ok(0) => {}
+            Ok(closed) => tracing::info!(
+                node,
+                closed,
+                "closed receiver sessions left open at shutdown"
+            ),
+            Err(e) => {
+                tracing::warn!(node, error = %e, "closing this node's sessions failed; the next start closes them")
+            }
+        }
         self.store().close().await;
+    }
+
+    /// This node's name among the nodes sharing the store.
+    pub fn node_name(&self) -> &str {
+        &self.inner.node.name
     }
 
     pub fn store(&self) -> &Store {
@@ -551,8 +632,11 @@ impl ControlPlane {
 
     /// Stores a batch of usage records (connects, deliveries, disconnects) in one transaction.
     /// Call it every few seconds with what accumulated; on `Err` keep the batch and retry.
+    /// The sessions are this node's: closed when it restarts or is lost (see [`NodeConfig`]).
     pub async fn record_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
-        self.store().record_usage(records).await
+        self.store()
+            .record_node_usage(Some(&self.inner.node.name), records)
+            .await
     }
 
     /// May `req.org` receive `req.flow` now, from `req.source`, with `req.connected` receivers
@@ -577,9 +661,21 @@ impl ControlPlane {
         }
         let row = match self.indexed_row(req) {
             Some(row) => row,
-            None => self.store().decision_row(&req.org, &req.flow).await?,
+            None => {
+                let node = &self.inner.node;
+                self.store()
+                    .decision_row(
+                        &req.org,
+                        &req.flow,
+                        &node.name,
+                        node.alive_since(Utc::now()),
+                    )
+                    .await?
+            }
         };
-        let decision = resolve(&row, now, req.source, req.connected);
+        // The caller counts its own receivers; other live nodes' open sessions add to them.
+        let connected = req.connected.saturating_add(row.elsewhere);
+        let decision = resolve(&row, now, req.source, connected);
         let entry = decision_audit(actor, req, &row, &decision, now);
         self.inner.log.record(entry).await?;
         let outcome = match &decision {
@@ -648,10 +744,12 @@ impl DecisionSnapshot {
             (Some((o, _)), Some(f)) => self.licences.get(&(o, f)).cloned(),
             _ => None,
         };
+        // The fast path runs only where this process holds the store alone: no other node.
         DecisionRow {
             org,
             flow_id,
             licence,
+            elsewhere: 0,
         }
     }
 }
@@ -704,19 +802,15 @@ fn decision_audit(
 ) -> NewAudit {
     // Caller-supplied names are echoed into the log: bound their length.
     let clip = |s: &str| s.chars().take(128).collect::<String>();
+    let count = match row.elsewhere {
+        0 => format!("{} connected", req.connected),
+        n => format!("{} connected, {n} at other nodes", req.connected),
+    };
     let (decision, reason) = match d {
-        Ok(_) => (
-            "allow",
-            format!("granted to {} ({} connected)", req.source, req.connected),
-        ),
+        Ok(_) => ("allow", format!("granted to {} ({count})", req.source)),
         Err(denial) => (
             "deny",
-            format!(
-                "{}: {} ({} connected)",
-                denial.reason.as_str(),
-                req.source,
-                req.connected
-            ),
+            format!("{}: {} ({count})", denial.reason.as_str(), req.source),
         ),
     };
     NewAudit {
@@ -899,6 +993,34 @@ async fn event_listener(inner: Weak<Inner>) {
                 }
             }
         }
+    }
+}
+
+/// Reports the node alive every `heartbeat` and closes the sessions of nodes that have not
+/// reported for `stale_after`; stops with the plane.
+async fn node_heartbeat(inner: Weak<Inner>) {
+    loop {
+        let Some(plane) = inner.upgrade() else { return };
+        let (store, node) = (plane.store.clone(), plane.node.clone());
+        drop(plane);
+        if store.pool().is_closed() {
+            return;
+        }
+        let now = Utc::now();
+        match store
+            .node_heartbeat(&node.name, now, node.alive_since(now))
+            .await
+        {
+            Ok(0) => {}
+            Ok(closed) => tracing::warn!(
+                closed,
+                "closed the open sessions of nodes that stopped reporting"
+            ),
+            Err(e) => {
+                tracing::warn!(node = %node.name, error = %e, "reporting this node alive failed; retrying")
+            }
+        }
+        tokio::time::sleep(node.heartbeat).await;
     }
 }
 

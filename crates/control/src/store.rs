@@ -23,6 +23,7 @@ use sqlx::{AnyConnection, AnyPool, Executor, Row};
 use uuid::Uuid;
 
 mod flows;
+mod nodes;
 mod usage;
 
 pub use flows::{FlowUpdate, NewOutput, OutputFilter};
@@ -154,7 +155,12 @@ pub struct NewAudit {
 }
 
 impl NewAudit {
-    fn change(actor: &Actor, action: &'static str, subject: String, reason: String) -> Self {
+    pub(crate) fn change(
+        actor: &Actor,
+        action: &'static str,
+        subject: String,
+        reason: String,
+    ) -> Self {
         NewAudit {
             at: Utc::now(),
             actor: actor.0.clone(),
@@ -226,6 +232,8 @@ pub struct DecisionRow {
     pub org: Option<(Uuid, OrgKind)>,
     pub flow_id: Option<Uuid>,
     pub licence: Option<Licence>,
+    /// Receivers open on the licence at other live nodes (see [`Store::decision_row`]).
+    pub elsewhere: u32,
 }
 
 /// A dynamic bind value for statements whose filters vary.
@@ -1055,10 +1063,21 @@ impl Store {
     // ---- access decision and audit ------------------------------------------------------
 
     /// Reads organisation, flow and the relevant licence in one statement. `org` and `flow` are
-    /// names or ids. A live licence is preferred over a revoked one.
-    pub async fn decision_row(&self, org: &str, flow: &str) -> Result<DecisionRow, StoreError> {
+    /// names or ids. A live licence is preferred over a revoked one. `elsewhere` counts the
+    /// licence's open sessions held by nodes other than `node` that reported since
+    /// `alive_since`: a node that stopped reporting holds no receivers.
+    pub async fn decision_row(
+        &self,
+        org: &str,
+        flow: &str,
+        node: &str,
+        alive_since: DateTime<Utc>,
+    ) -> Result<DecisionRow, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT o.id AS o_id, o.kind AS o_kind, f.id AS f_id, {LICENCE_COLUMNS} \
+            "SELECT o.id AS o_id, o.kind AS o_kind, f.id AS f_id, {LICENCE_COLUMNS}, \
+             (SELECT COUNT(*) FROM receiver_sessions s JOIN nodes n ON n.name = s.node \
+              WHERE s.licence_id = l.id AND s.disconnected_at IS NULL AND s.node <> $3 \
+              AND n.last_seen >= $4) AS elsewhere \
              FROM (SELECT 1 AS one) x \
              LEFT JOIN organisations o ON o.name = $1 OR o.id = $1 \
              LEFT JOIN flows f ON f.name = $2 OR f.id = $2 \
@@ -1067,8 +1086,11 @@ impl Store {
         ))
         .bind(org)
         .bind(flow)
+        .bind(node)
+        .bind(micros(alive_since))
         .fetch_one(&self.pool)
         .await?;
+        let elsewhere: i64 = row.try_get("elsewhere")?;
         let org = match row.try_get::<Option<String>, _>("o_id")? {
             Some(id) => Some((
                 uuid(&id)?,
@@ -1086,6 +1108,7 @@ impl Store {
             org,
             flow_id,
             licence,
+            elsewhere: u32::try_from(elsewhere).unwrap_or(u32::MAX),
         })
     }
 

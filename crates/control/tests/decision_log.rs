@@ -2,14 +2,15 @@
 //! entry is spooled, and every answered decision ends up in the audit log — after a flush, a
 //! shutdown, or a crash while the store was refusing the entries.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
+use common::{request, seed};
 use sqlx::Connection;
-use stadion_control::model::{Flow, OrgKind, Passphrase};
-use stadion_control::store::{Actor, AuditFilter, NewLicence};
-use stadion_control::{AccessRequest, ControlPlane, StoreError};
+use stadion_control::store::{Actor, AuditFilter};
+use stadion_control::{ControlPlane, StoreError};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -21,51 +22,6 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("stadion.db").display())
-}
-
-/// One rights holder `rhb` licensed for flow `feed` from 10.0.0.0/8.
-async fn seed(control: &ControlPlane) {
-    let actor = Actor("test".into());
-    let org = control
-        .store()
-        .create_org(&actor, "rhb", OrgKind::RightsHolder)
-        .await
-        .unwrap();
-    let flow = Flow {
-        id: uuid::Uuid::new_v4(),
-        name: "feed".into(),
-        description: String::new(),
-        venue: "stadium".into(),
-        event_code: "ATH".into(),
-        created_at: Utc::now(),
-        transport: None,
-    };
-    let flow = control.create_flow(&actor, flow).await.unwrap();
-    control
-        .create_licence(
-            &actor,
-            NewLicence {
-                org_id: org.id,
-                flow_id: flow.id,
-                valid_from: Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap(),
-                valid_until: Utc.with_ymd_and_hms(2100, 1, 1, 0, 0, 0).unwrap(),
-                max_concurrent_receivers: 2,
-                allowed_networks: vec!["10.0.0.0/8".parse().unwrap()],
-                encryption_required: false,
-                passphrase: Passphrase::generate(),
-            },
-        )
-        .await
-        .unwrap();
-}
-
-fn request(source: &str) -> AccessRequest {
-    AccessRequest {
-        org: "rhb".into(),
-        flow: "feed".into(),
-        source: source.parse().unwrap(),
-        connected: 0,
-    }
 }
 
 /// The reasons of the decision entries in the audit log, in order.

@@ -1,17 +1,66 @@
-//! Two nodes sharing one PostgreSQL store: a change made on one reaches the other's
-//! subscribers (PostgreSQL `NOTIFY` / `LISTEN`) within a second, exactly once, and a node does
-//! not hear its own changes twice. Needs `STADION_TEST_POSTGRES_URL` (set by `scripts/test`).
+//! Several data-plane nodes on one store. On PostgreSQL: a change made on one node reaches the
+//! other's subscribers (`NOTIFY` / `LISTEN`) within a second, exactly once, and a node does not
+//! hear its own changes twice; a node that stops reporting loses its receivers' sessions, which
+//! stop counting against concurrency elsewhere. On both stores: a node that crashed closes the
+//! sessions it left open when it starts again. The PostgreSQL tests need
+//! `STADION_TEST_POSTGRES_URL` (set by `scripts/test`).
 
 mod common;
 
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
 use sqlx::Connection;
-use stadion_control::model::{Flow, LicenceState, OrgKind, Passphrase, Role};
-use stadion_control::store::{Actor, NewLicence};
-use stadion_control::{ControlEvent, ControlPlane};
+use stadion_control::model::{LicenceState, Role};
+use stadion_control::store::{Actor, Scope};
+use stadion_control::usage::{SessionFilter, SessionKind, UsageEvent, UsageRecord};
+use stadion_control::{ControlEvent, ControlPlane, NodeConfig, Refusal};
 use tokio::sync::broadcast;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A fresh database on the test PostgreSQL server: its URL, and a connection to the server to
+/// drop it with [`drop_database`].
+async fn create_database(admin_url: &str) -> (String, String, sqlx::PgConnection) {
+    let db = format!("stadion_test_{}", uuid::Uuid::new_v4().simple());
+    let mut c = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+    (format!("{base}/{db}"), db, c)
+}
+
+async fn drop_database(db: &str, mut c: sqlx::PgConnection) {
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&mut c)
+        .await;
+}
+
+fn connected(licence: uuid::Uuid) -> UsageRecord {
+    UsageRecord {
+        session: uuid::Uuid::new_v4(),
+        licence_id: licence,
+        kind: SessionKind::SrtListener,
+        peer: "10.0.0.7:4000".parse().unwrap(),
+        at: chrono::Utc::now(),
+        event: UsageEvent::Connected,
+    }
+}
+
+fn open_sessions() -> SessionFilter {
+    SessionFilter {
+        open: Some(true),
+        limit: 100,
+        ..SessionFilter::default()
+    }
+}
 
 /// The next event, if one comes within `wait`.
 async fn next(
@@ -26,22 +75,9 @@ fn a_revocation_on_one_node_reaches_the_other_within_a_second() {
     let Some(admin_url) = common::postgres_url() else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let db = format!("stadion_test_{}", uuid::Uuid::new_v4().simple());
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(b, _)| b);
-    let url = format!("{base}/{db}");
+    let rt = runtime();
     rt.block_on(async {
-        let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {db}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
+        let (url, db, c) = create_database(&admin_url).await;
         let a = ControlPlane::open(&url).await.unwrap();
         let b = ControlPlane::open(&url).await.unwrap();
         let mut on_a = a.subscribe();
@@ -50,42 +86,15 @@ fn a_revocation_on_one_node_reaches_the_other_within_a_second() {
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         let actor = Actor("test".into());
-        let org = a
-            .store()
-            .create_org(&actor, "rhb", OrgKind::RightsHolder)
-            .await
-            .unwrap();
-        let flow = Flow {
-            id: uuid::Uuid::new_v4(),
-            name: "feed".into(),
-            description: String::new(),
-            venue: "stadium".into(),
-            event_code: "ATH".into(),
-            created_at: Utc::now(),
-            transport: None,
-        };
-        let flow = a.create_flow(&actor, flow).await.unwrap();
+        let licence = common::seed(&a).await;
+        let licence = a.store().get_licence(licence, Scope::All).await.unwrap();
         let second = Duration::from_secs(1);
         assert_eq!(
             next(&mut on_b, second).await,
-            Some(ControlEvent::FlowChanged { flow_id: flow.id })
+            Some(ControlEvent::FlowChanged {
+                flow_id: licence.flow_id
+            })
         );
-        let licence = a
-            .create_licence(
-                &actor,
-                NewLicence {
-                    org_id: org.id,
-                    flow_id: flow.id,
-                    valid_from: Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap(),
-                    valid_until: Utc.with_ymd_and_hms(2100, 1, 1, 0, 0, 0).unwrap(),
-                    max_concurrent_receivers: 1,
-                    allowed_networks: vec!["10.0.0.0/8".parse().unwrap()],
-                    encryption_required: false,
-                    passphrase: Passphrase::generate(),
-                },
-            )
-            .await
-            .unwrap();
         assert!(matches!(
             next(&mut on_b, second).await,
             Some(ControlEvent::LicenceChanged {
@@ -105,8 +114,8 @@ fn a_revocation_on_one_node_reaches_the_other_within_a_second() {
             seen,
             Some(ControlEvent::LicenceChanged {
                 licence_id: licence.id,
-                rhb_org: org.id,
-                flow: flow.id,
+                rhb_org: licence.org_id,
+                flow: licence.flow_id,
                 new_state: LicenceState::Revoked,
             }),
             "B sees the revocation"
@@ -117,7 +126,7 @@ fn a_revocation_on_one_node_reaches_the_other_within_a_second() {
         // A change on B reaches A; token revocations travel too.
         let user = b
             .store()
-            .create_user(&actor, org.id, "ana", None)
+            .create_user(&actor, licence.org_id, "ana", None)
             .await
             .unwrap();
         let (token, _) = b
@@ -152,8 +161,153 @@ fn a_revocation_on_one_node_reaches_the_other_within_a_second() {
 
         a.store().close().await;
         b.store().close().await;
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .execute(&mut c)
-            .await;
+        drop_database(&db, c).await;
+    });
+}
+
+#[test]
+fn sessions_a_crashed_node_left_open_are_closed_when_it_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("stadion.db").display());
+    let rt = runtime();
+    let licence = rt.block_on(async {
+        let node = ControlPlane::open_node(&url, NodeConfig::named("venue-1"))
+            .await
+            .unwrap();
+        let licence = common::seed(&node).await;
+        node.record_usage(&[connected(licence), connected(licence)])
+            .await
+            .unwrap();
+        assert_eq!(
+            node.store()
+                .list_sessions(&open_sessions(), Scope::All)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        licence
+        // The node crashes: nothing reports the sessions' end.
+    });
+    drop(rt);
+    runtime().block_on(async {
+        // Another node starting leaves them alone; the same node starting again closes them.
+        let other = ControlPlane::open_node(&url, NodeConfig::named("venue-2"))
+            .await
+            .unwrap();
+        let store = other.store().clone();
+        assert_eq!(
+            store
+                .list_sessions(&open_sessions(), Scope::All)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        let again = ControlPlane::open_node(&url, NodeConfig::named("venue-1"))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .list_sessions(&open_sessions(), Scope::All)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let all = SessionFilter {
+            limit: 100,
+            ..SessionFilter::default()
+        };
+        let sessions = store.list_sessions(&all, Scope::All).await.unwrap();
+        assert_eq!(sessions.len(), 2);
+        for s in &sessions {
+            assert_eq!(s.disconnect_reason.as_deref(), Some("node restarted"));
+            assert!(s.disconnected_at.unwrap() >= s.connected_at);
+            assert_eq!(s.licence_id, licence);
+        }
+        // Sessions recorded now belong to the new run; a clean shutdown closes what the data
+        // plane left open.
+        again.record_usage(&[connected(licence)]).await.unwrap();
+        again.shutdown().await;
+        let sessions = other.store().list_sessions(&all, Scope::All).await.unwrap();
+        assert_eq!(
+            sessions[0].disconnect_reason.as_deref(),
+            Some("node stopped")
+        );
+    });
+}
+
+#[test]
+fn a_lost_nodes_sessions_stop_counting_and_are_closed() {
+    let Some(admin_url) = common::postgres_url() else {
+        return;
+    };
+    runtime().block_on(async {
+        let (url, db, c) = create_database(&admin_url).await;
+        let quick = |name: &str| NodeConfig {
+            heartbeat: Duration::from_millis(100),
+            stale_after: Duration::from_millis(800),
+            ..NodeConfig::named(name)
+        };
+        let a = ControlPlane::open_node(&url, quick("node-a"))
+            .await
+            .unwrap();
+        let b = ControlPlane::open_node(&url, quick("node-b"))
+            .await
+            .unwrap();
+        // The licence admits two receivers; node A holds both.
+        let licence = common::seed(&a).await;
+        a.record_usage(&[connected(licence), connected(licence)])
+            .await
+            .unwrap();
+        let refused = b.decide("b", &common::request("10.0.0.1")).await.unwrap();
+        assert_eq!(refused.unwrap_err().reason, Refusal::ConcurrencyExceeded);
+        // A counts its own receivers itself (the data plane's count), not twice.
+        let mut own = common::request("10.0.0.1");
+        own.connected = 1;
+        assert!(a.decide("a", &own).await.unwrap().is_ok());
+
+        // Node A dies. Within its stale time its receivers stop counting at B, and B's
+        // heartbeat closes them.
+        drop(a);
+        let started = std::time::Instant::now();
+        loop {
+            if b.decide("b", &common::request("10.0.0.1"))
+                .await
+                .unwrap()
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "A's sessions still count"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        loop {
+            let open = b
+                .store()
+                .list_sessions(&open_sessions(), Scope::All)
+                .await
+                .unwrap();
+            if open.is_empty() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "A's sessions stay open: {open:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let all = SessionFilter {
+            limit: 100,
+            ..SessionFilter::default()
+        };
+        for s in b.store().list_sessions(&all, Scope::All).await.unwrap() {
+            assert_eq!(s.disconnect_reason.as_deref(), Some("node lost"));
+        }
+        b.store().close().await;
+        drop_database(&db, c).await;
     });
 }

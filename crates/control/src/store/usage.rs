@@ -74,13 +74,18 @@ async fn add_to_bucket(
     Ok(())
 }
 
-/// One record, inside the batch's transaction.
-async fn apply(conn: &mut AnyConnection, i: usize, r: &UsageRecord) -> Result<(), StoreError> {
+/// One record from `node`, inside the batch's transaction.
+async fn apply(
+    conn: &mut AnyConnection,
+    node: Option<&str>,
+    i: usize,
+    r: &UsageRecord,
+) -> Result<(), StoreError> {
     let session = r.session.to_string();
     // The session row exists from the first record that mentions it, whichever that is.
     sqlx::query(
-        "INSERT INTO receiver_sessions (id, licence_id, org_id, flow_id, kind, peer, connected_at) \
-         SELECT $1, l.id, l.org_id, l.flow_id, $2, $3, $4 FROM licences l WHERE l.id = $5 \
+        "INSERT INTO receiver_sessions (id, licence_id, org_id, flow_id, kind, peer, connected_at, node) \
+         SELECT $1, l.id, l.org_id, l.flow_id, $2, $3, $4, $6 FROM licences l WHERE l.id = $5 \
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(session.as_str())
@@ -88,6 +93,7 @@ async fn apply(conn: &mut AnyConnection, i: usize, r: &UsageRecord) -> Result<()
     .bind(r.peer.to_string())
     .bind(micros(r.at))
     .bind(r.licence_id.to_string())
+    .bind(node.map(str::to_owned))
     .execute(&mut *conn)
     .await?;
     let row = sqlx::query(
@@ -161,14 +167,24 @@ async fn apply(conn: &mut AnyConnection, i: usize, r: &UsageRecord) -> Result<()
 impl Store {
     /// Records a batch of usage reports in one transaction: all or none.
     pub async fn record_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        self.record_node_usage(None, records).await
+    }
+
+    /// [`Store::record_usage`] for the sessions held by `node` (see [`Store::start_node`]).
+    pub async fn record_node_usage(
+        &self,
+        node: Option<&str>,
+        records: &[UsageRecord],
+    ) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
         let records = records.to_vec();
+        let node = node.map(str::to_owned);
         self.write_untracked("session", move |c| {
             Box::pin(async move {
                 for (i, r) in records.iter().enumerate() {
-                    apply(c, i, r).await?;
+                    apply(c, node.as_deref(), i, r).await?;
                 }
                 Ok(((), Vec::new()))
             })

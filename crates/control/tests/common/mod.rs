@@ -3,9 +3,12 @@
 
 #![allow(dead_code)]
 
+use chrono::TimeZone;
 use serde_json::{Value, json};
 use sqlx::Connection;
 use stadion_control::ControlPlane;
+use stadion_control::model::{Flow, OrgKind, Passphrase};
+use stadion_control::store::{Actor, NewLicence};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -285,4 +288,51 @@ macro_rules! on_both_stores {
             $( #[test] fn $name() { if let Some(s) = $crate::common::server($crate::common::Backend::Postgres) { super::$name(&s) } } )*
         }
     };
+}
+
+/// In-process: one rights holder `rhb` licensed for flow `feed` from 10.0.0.0/8 with at most
+/// two receivers; returns the licence id.
+pub async fn seed(control: &ControlPlane) -> uuid::Uuid {
+    let actor = Actor("test".into());
+    let org = control
+        .store()
+        .create_org(&actor, "rhb", OrgKind::RightsHolder)
+        .await
+        .unwrap();
+    let flow = Flow {
+        id: uuid::Uuid::new_v4(),
+        name: "feed".into(),
+        description: String::new(),
+        venue: "stadium".into(),
+        event_code: "ATH".into(),
+        created_at: chrono::Utc::now(),
+        transport: None,
+    };
+    let flow = control.create_flow(&actor, flow).await.unwrap();
+    control
+        .create_licence(
+            &actor,
+            NewLicence {
+                org_id: org.id,
+                flow_id: flow.id,
+                valid_from: chrono::Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap(),
+                valid_until: chrono::Utc.with_ymd_and_hms(2100, 1, 1, 0, 0, 0).unwrap(),
+                max_concurrent_receivers: 2,
+                allowed_networks: vec!["10.0.0.0/8".parse().unwrap()],
+                encryption_required: false,
+                passphrase: Passphrase::generate(),
+            },
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+pub fn request(source: &str) -> stadion_control::AccessRequest {
+    stadion_control::AccessRequest {
+        org: "rhb".into(),
+        flow: "feed".into(),
+        source: source.parse().unwrap(),
+        connected: 0,
+    }
 }
