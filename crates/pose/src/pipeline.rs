@@ -7,7 +7,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use stadion_track::io::openpose::render_frame;
 use stadion_track::{CameraKeypoints, Frame2D, Skeleton};
 
 use crate::error::{Error, Result};
@@ -141,15 +140,5 @@ pub fn estimate_videos(
 /// Writes one JSON file per frame into `dir` (created if needed), named like Pose2Sim's
 /// (`<camera>_<frame:012>_keypoints.json`) so crates/track reads it back.
 pub fn write_openpose(keypoints: &CameraKeypoints, dir: &Path) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    keypoints
-        .frames
-        .iter()
-        .enumerate()
-        .map(|(i, frame)| {
-            let file = dir.join(format!("{}_{i:012}_keypoints.json", keypoints.camera));
-            std::fs::write(&file, render_frame(frame)).map_err(|e| Error::io(&file, e))?;
-            Ok(file)
-        })
-        .collect()
+    Ok(stadion_track::io::openpose::write_dir(keypoints, dir)?)
 }

@@ -120,6 +120,9 @@ pub struct PoseArgs {
     /// Stop after this many frames per video.
     #[arg(long)]
     max_frames: Option<usize>,
+    /// Where to write the keypoint folders (default: PROJECT/pose).
+    #[arg(long)]
+    pose_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +141,9 @@ pub struct TriangulateArgs {
     /// Keypoint layout, if the joint count is ambiguous (BODY_25, COCO_17, HALPE_26, ...).
     #[arg(long, value_parser = parse_skeleton)]
     skeleton: Option<Skeleton>,
+    /// Folder of the keypoint folders <camera>_json/ (default: PROJECT/pose).
+    #[arg(long)]
+    pose_dir: Option<PathBuf>,
     /// A view whose reprojection error exceeds this is an outlier (pixels).
     #[arg(long, default_value_t = 15.0)]
     inlier_px: f64,
@@ -178,10 +184,14 @@ pub struct RunArgs {
     /// Butterworth cutoff (Hz).
     #[arg(long, default_value_t = 6.0)]
     cutoff: f64,
-    /// BlazePose model: when given and pose/ is empty, 2D keypoints are made from the videos
-    /// first (as `stadion track pose`).
+    /// BlazePose model: when given and PROJECT/pose/ is empty, 2D keypoints are made from
+    /// the videos first (as `stadion track pose`) and written into OUT/pose/, so the project
+    /// folder may be read-only.
     #[arg(long, env = "STADION_POSE_MODEL")]
     model: Option<PathBuf>,
+    /// With --model: only the first this many frames of each video.
+    #[arg(long)]
+    max_frames: Option<usize>,
     /// Frame of the skeleton overlay pictures (default: the middle frame).
     #[arg(long)]
     overlay_frame: Option<usize>,
@@ -194,6 +204,9 @@ pub struct RunArgs {
 pub struct LiveArgs {
     /// Project folder (calibration/, pose/).
     project: PathBuf,
+    /// Folder of the keypoint folders <camera>_json/ (default: PROJECT/pose).
+    #[arg(long)]
+    pose_dir: Option<PathBuf>,
     /// Frame rate (Hz).
     #[arg(long, default_value_t = 50.0)]
     fps: f64,
@@ -210,6 +223,9 @@ pub struct SynthArgs {
     /// Distance of the cameras from the lane (m).
     #[arg(long, default_value_t = 30.0)]
     distance: f64,
+    /// Race distance (m).
+    #[arg(long, default_value_t = 100.0)]
+    race_m: f64,
     /// Pixel noise, standard deviation (px).
     #[arg(long, default_value_t = 3.0)]
     noise_px: f64,
@@ -231,6 +247,11 @@ pub struct SynthArgs {
     /// Also write the truth's biomechanics tables and pictures here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Write the race as a project folder (calibration/Calib.toml, pose/<camera>_json/)
+    /// for the other commands; the cameras are then fixed, framing the whole run, since
+    /// one calibration file cannot describe pan-tilt cameras.
+    #[arg(long)]
+    project: Option<PathBuf>,
 }
 
 fn parse_format(s: &str) -> Result<CalibFormat, String> {
@@ -315,9 +336,20 @@ fn parse_skeleton(s: &str) -> Result<Skeleton, String> {
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Calibrate(a) => calibrate(a),
-        Command::Pose(a) => pose(&a.project, &a.model, a.skeleton, a.threads, a.max_frames),
+        Command::Pose(a) => {
+            let dir = a.pose_dir.unwrap_or_else(|| a.project.join("pose"));
+            pose(
+                &a.project,
+                &a.model,
+                a.skeleton,
+                a.threads,
+                a.max_frames,
+                &dir,
+            )
+        }
         Command::Triangulate(a) => {
-            triangulate(&a.project, a.fps, a.cutoff, a.skeleton, a.inlier_px, &a.out)?;
+            let inputs = Inputs::open(&a.project, a.pose_dir.as_deref())?;
+            triangulate(&inputs, a.fps, a.cutoff, a.skeleton, a.inlier_px, &a.out)?;
             Ok(())
         }
         Command::Analyse(a) => {
@@ -390,10 +422,47 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// A project with its calibration, its keypoint folders looked up in `pose_dir` when given.
+struct Inputs {
+    project: Project,
+    calibration: stadion_track::Calibration,
+}
+
+impl Inputs {
+    fn open(root: &Path, pose_dir: Option<&Path>) -> anyhow::Result<Inputs> {
+        let (mut project, calibration) = Project::open(root)?;
+        if let Some(dir) = pose_dir {
+            project.pose_dirs = pipeline::find_pose_dirs(&calibration, dir)?;
+        }
+        Ok(Inputs {
+            project,
+            calibration,
+        })
+    }
+
+    /// Every calibrated camera's keypoints, or an error telling how to make them.
+    fn keypoints(
+        &self,
+        skeleton: Option<Skeleton>,
+    ) -> anyhow::Result<Vec<stadion_track::CameraKeypoints>> {
+        if self.project.pose_dirs.is_empty() {
+            bail!(
+                "{}: no 2D keypoints (pose/<camera>_json/); make them with `stadion track pose` first",
+                self.project.root.join("pose").display()
+            );
+        }
+        Ok(pipeline::load_keypoints(
+            &self.calibration,
+            &self.project.pose_dirs,
+            skeleton,
+        )?)
+    }
+}
+
 /// Triangulates a project, writes the 3D tables and the filtered athlete.trc; returns the
-/// filtered athlete motion and the raw sequence.
+/// filtered athlete motion, the raw sequence and the keypoints it came from.
 fn triangulate(
-    project: &Path,
+    inputs: &Inputs,
     fps: f64,
     cutoff: f64,
     skeleton: Option<Skeleton>,
@@ -402,22 +471,15 @@ fn triangulate(
 ) -> anyhow::Result<(
     Motion,
     pipeline::Sequence,
-    stadion_track::Calibration,
-    Project,
+    Vec<stadion_track::CameraKeypoints>,
 )> {
-    let (p, cal) = Project::open(project)?;
-    if p.pose_dirs.is_empty() {
-        bail!(
-            "{}: no 2D keypoints (pose/<camera>_json/); make them with `stadion track pose` first",
-            project.join("pose").display()
-        );
-    }
-    let keypoints = pipeline::load_keypoints(&cal, &p.pose_dirs, skeleton)?;
+    let cal = &inputs.calibration;
+    let keypoints = inputs.keypoints(skeleton)?;
     let n = keypoints[0].frames.len() as u64;
     let pb = bar(n, "triangulate");
     let mut config = TrackerConfig::default();
     config.triangulation.inlier_threshold_px = inlier_px;
-    let seq = pipeline::triangulate_sequence(&cal, &keypoints, fps, config, &mut |f| {
+    let seq = pipeline::triangulate_sequence(cal, &keypoints, fps, config, &mut |f| {
         pb.set_position(f as u64)
     })?;
     pb.finish();
@@ -457,7 +519,7 @@ fn triangulate(
         s.mean_views,
         s.mean_frame_us
     );
-    Ok((motion, seq, cal, p))
+    Ok((motion, seq, keypoints))
 }
 
 fn biomechanics(
@@ -494,14 +556,21 @@ fn biomechanics(
     Ok(())
 }
 
-/// One RGB frame of a video through `ffmpeg` (frame `index`, scaled to `size`).
+/// One RGB frame of a video through `ffmpeg` (frame `index`) on a canvas of the camera's
+/// `size`, pixel for pixel from the top-left corner: keypoints are in the video's pixels, so
+/// a video a few pixels narrower than the calibrated sensor (1080 of 1088) is padded, not
+/// stretched.
 fn video_frame(video: &Path, index: usize, size: (u32, u32)) -> anyhow::Result<Vec<u8>> {
     let out = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(video)
         .args([
             "-vf",
-            &format!("select=eq(n\\,{index}),scale={}:{}", size.0, size.1),
+            &format!(
+                "select=eq(n\\,{index}),crop=w='min(iw,{w})':h='min(ih,{h})':x=0:y=0,pad={w}:{h}:0:0",
+                w = size.0,
+                h = size.1
+            ),
             "-frames:v",
             "1",
             "-f",
@@ -522,13 +591,15 @@ fn video_frame(video: &Path, index: usize, size: (u32, u32)) -> anyhow::Result<V
     Ok(out.stdout)
 }
 
-/// Runs the pose model over every video of the project and writes pose/<camera>_json/.
+/// Runs the pose model over every video of the project and writes `<camera>_json/` folders
+/// into `pose_dir`.
 fn pose(
     project: &Path,
     model: &Path,
     skeleton: Skeleton,
     threads: usize,
     max_frames: Option<usize>,
+    pose_dir: &Path,
 ) -> anyhow::Result<()> {
     let (p, _) = Project::open(project)?;
     if p.videos.is_empty() {
@@ -555,9 +626,7 @@ fn pose(
     for (b, r) in bars.iter().zip(&results) {
         b.set_length(r.keypoints.frames.len() as u64);
         b.finish();
-        let dir = project
-            .join("pose")
-            .join(format!("{}_json", r.keypoints.camera));
+        let dir = pose_dir.join(format!("{}_json", r.keypoints.camera));
         stadion_pose::write_openpose(&r.keypoints, &dir)?;
         eprintln!(
             "{}: {} frames, person found in {}, {} model runs, {:.1} s",
@@ -572,14 +641,16 @@ fn pose(
 }
 
 fn run_project(a: RunArgs) -> anyhow::Result<()> {
-    if let Some(model) = &a.model {
-        let (p, _) = Project::open(&a.project)?;
-        if p.pose_dirs.is_empty() {
-            pose(&a.project, model, Skeleton::Coco17, 2, None)?;
-        }
+    let mut inputs = Inputs::open(&a.project, None)?;
+    if let Some(model) = &a.model
+        && inputs.project.pose_dirs.is_empty()
+    {
+        let dir = a.out.join("pose");
+        pose(&a.project, model, Skeleton::Coco17, 2, a.max_frames, &dir)?;
+        inputs = Inputs::open(&a.project, Some(&dir))?;
     }
-    let (motion, seq, cal, project) =
-        triangulate(&a.project, a.fps, a.cutoff, a.skeleton, 15.0, &a.out)?;
+    let (motion, seq, keypoints) = triangulate(&inputs, a.fps, a.cutoff, a.skeleton, 15.0, &a.out)?;
+    let cal = &inputs.calibration;
     match biomechanics(
         &motion,
         &AnalysisConfig::default().splits_m,
@@ -591,8 +662,7 @@ fn run_project(a: RunArgs) -> anyhow::Result<()> {
         Err(e) => eprintln!("biomechanics skipped: {e:#}"),
     }
     let frame = a.overlay_frame.unwrap_or(seq.frames.len() / 2);
-    let keypoints = pipeline::load_keypoints(&cal, &project.pose_dirs, Some(seq.skeleton))?;
-    for (camera, video) in &project.videos {
+    for (camera, video) in &inputs.project.videos {
         let Some(c) = cal.index_of(camera) else {
             continue;
         };
@@ -626,11 +696,12 @@ fn run_project(a: RunArgs) -> anyhow::Result<()> {
 }
 
 fn live(a: LiveArgs) -> anyhow::Result<()> {
-    let (p, cal) = Project::open(&a.project)?;
-    let keypoints = pipeline::load_keypoints(&cal, &p.pose_dirs, a.skeleton)?;
+    let inputs = Inputs::open(&a.project, a.pose_dir.as_deref())?;
+    let cal = &inputs.calibration;
+    let keypoints = inputs.keypoints(a.skeleton)?;
     let skeleton = keypoints.first().map(|k| k.skeleton).context("no camera")?;
     let mut live = LiveTracker::new(
-        &cal,
+        cal,
         skeleton,
         a.fps,
         &TrackGeometry::default(),
@@ -664,10 +735,15 @@ fn live(a: LiveArgs) -> anyhow::Result<()> {
 }
 
 fn synth(a: SynthArgs) -> anyhow::Result<()> {
+    if !(a.race_m.is_finite() && (1.0..=400.0).contains(&a.race_m)) {
+        bail!("--race-m must be between 1 and 400, got {}", a.race_m);
+    }
     let config = SprintConfig {
         fps: a.fps,
+        distance_m: a.race_m,
         cameras: a.cameras,
         camera_distance_m: a.distance,
+        fixed_cameras: a.project.is_some(),
         seed: a.seed,
         noise: stadion_track::synth::NoiseModel {
             pixel_sigma: a.noise_px,
@@ -687,6 +763,15 @@ fn synth(a: SynthArgs) -> anyhow::Result<()> {
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         serde_json::to_writer(std::io::BufWriter::new(file), &race.exchange_json())?;
         eprintln!("wrote {}", path.display());
+    }
+    if let Some(dir) = a.project {
+        race.write_project(&dir)?;
+        eprintln!(
+            "wrote project {} ({} frames at {} fps)",
+            dir.display(),
+            race.frame_count(),
+            a.fps
+        );
     }
     if let Some(out) = a.out {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
