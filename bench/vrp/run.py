@@ -17,6 +17,7 @@ the instance's best-known solution (BKS):
     bench/vrp/run.py --smoke                      # 3 instances x 1 s: a CI-size run
     bench/vrp/run.py --set solomon --sample 12 --time-limit 10 --seeds 1,2,3
     bench/vrp/run.py --instances C101,R205,RC103 --solvers stadion,pyvrp
+    bench/vrp/run.py --from-json a.json,b.json    # one table from earlier runs (e.g. more seeds)
 
 --sample spreads the instances evenly over the classes (C1, C2, R1, R2, RC1, RC2; LC1 ... for
 Li & Lim). It prints a markdown table of gaps to the BKS (also written to --markdown): per
@@ -466,7 +467,20 @@ def main() -> None:
     ap.add_argument("--solvers", default=",".join(SOLVERS), help=f"subset of {','.join(SOLVERS)}")
     ap.add_argument("--json", type=Path, default=HERE / "results.json", help="every run, with its check")
     ap.add_argument("--markdown", type=Path, default=HERE / "results.md", help="the table of gaps")
+    ap.add_argument("--from-json", help="comma-separated --json files of earlier runs: only rebuild the table from them")
     args = ap.parse_args()
+    bks = load_bks()
+
+    if args.from_json:
+        results = [r for f in args.from_json.split(",") for r in json.loads(Path(f).read_text())]
+        names = list(dict.fromkeys(r["instance"] for r in results))
+        solvers = [s for s in SOLVERS if any(r["solver"] == s for r in results)]
+        budgets = sorted({r["budget_s"] for r in results})
+        seeds = sorted({r["seed"] for r in results})
+        loads = [r["load1"] for r in results if "load1" in r]
+        instances = [read_instance(find_instance(n)) for n in names]
+        report(results, instances, solvers, bks, budgets[0] if len(budgets) == 1 else budgets, seeds, loads, args.markdown)
+        return
 
     if args.smoke:
         names, budget, seeds = SMOKE, 1.0, [1]
@@ -484,32 +498,37 @@ def main() -> None:
             if args.sample and args.sample < len(names):
                 names = stratified_sample(names, args.sample)
         else:
-            ap.error("give --smoke, --set or --instances")
+            ap.error("give --smoke, --set, --instances or --from-json")
     solvers = args.solvers.split(",")
-    bks = load_bks()
     instances = [read_instance(find_instance(n)) for n in names]
     results, loads = [], [os.getloadavg()[0]]
     for inst in instances:
         for s in solvers:
             for seed in seeds[:1] if s in DETERMINISTIC else seeds:
                 rec = run_one(s, inst, seed, budget)
+                rec["load1"] = os.getloadavg()[0]
                 results.append(rec)
-                loads.append(os.getloadavg()[0])
+                loads.append(rec["load1"])
                 status = f"{rec['distance']:.1f} ({rec['routes']} routes)" if rec.get("ok") else f"FAILED {rec.get('errors') or rec.get('error')}"
                 print(f"{inst.name:10} {s:8} seed {seed}: {status}", file=sys.stderr, flush=True)
-    md = (
-        f"Gap to BKS in % (mean over seeds; v = routes), {budget:g} s per run, one thread, "
-        f"seeds {','.join(map(str, seeds))} (OR-Tools and VROOM: one run, they take no seed). "
-        f"Load average (1 min) after each run: mean {statistics.mean(loads):.1f}, "
-        f"range {min(loads):.1f}-{max(loads):.1f}.\n\n"
-        + table(results, instances, solvers, bks)
-    )
     args.json.write_text(json.dumps(results, indent=1))
-    args.markdown.write_text(md)
-    print(md)
+    report(results, instances, solvers, bks, budget, seeds, loads, args.markdown)
     if any(not r.get("ok") for r in results):
         sys.exit(1)
 
+
+def report(results: list[dict], instances: list[Instance], solvers: list[str], bks: dict, budget, seeds: list[int], loads: list[float], out: Path) -> None:
+    """Writes the table of gaps (with the run conditions above it) to `out` and prints it."""
+    secs = f"{budget:g} s" if isinstance(budget, float) else "/".join(f"{b:g}" for b in budget) + " s"
+    md = (
+        f"Gap to BKS in % (mean over seeds; v = routes), {secs} per run, one thread, "
+        f"seeds {','.join(map(str, seeds))} (OR-Tools and VROOM: one run, they take no seed)."
+        + (f" Load average (1 min) after each run: mean {statistics.mean(loads):.1f}, range {min(loads):.1f}-{max(loads):.1f}." if loads else "")
+        + "\n\n"
+        + table(results, instances, solvers, bks)
+    )
+    out.write_text(md)
+    print(md)
 
 if __name__ == "__main__":
     main()
