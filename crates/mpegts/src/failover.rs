@@ -11,6 +11,11 @@
 //! encoders), it joins cold: each PID restarts at its next unit start, and the first PCR of
 //! each PID carries discontinuity_indicator. Either way the continuity counters are rewritten
 //! so that each PID's counter runs on without a break across the switch.
+//!
+//! Two encoders write many packets identically (PSI tables, null packets, CBR filler in the
+//! video PES), so a run of equal packets alone proves nothing. The run that must match
+//! reaches back to the newest PES start that carries a PTS: a timestamp plus the first bytes
+//! of an access unit, which different encoders do not share.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -19,8 +24,10 @@ use bytes::Bytes;
 
 use crate::align::{AlignmentError, TsAlignment};
 use crate::packet::{
-    NULL_PID, TS_PACKET_SIZE, TsHeader, set_continuity_counter, set_discontinuity_indicator,
+    NULL_PID, TS_PACKET_SIZE, TsHeader, TsPacket, set_continuity_counter,
+    set_discontinuity_indicator,
 };
+use crate::pes::PesHeader;
 use crate::tr101290::{Tr101290Config, Tr101290Monitor};
 
 /// One of the two inputs.
@@ -124,8 +131,12 @@ struct OutPid {
     pcr_discontinuity: bool,
 }
 
-/// Packets of the last output kept to find the join point in the other source.
+/// Fewest packets of the last output that must match to find the join point in the other
+/// source; the match also reaches back to the newest PES start with a PTS (an anchor).
 const JOIN_MATCH: usize = 8;
+/// Most packets kept for the match (1024 × 188 B ≈ 190 kB: 75 ms at 20 Mb/s). With no anchor
+/// among them, switches join cold.
+const MAX_RECENT: usize = 1024;
 
 /// The switcher. Push both sources' packets as they arrive.
 #[derive(Debug)]
@@ -135,8 +146,11 @@ pub struct FailoverSwitch {
     active: Source,
     started: Option<Instant>,
     out_pids: Box<[OutPid]>,
-    /// The source bytes of the last non-null packets sent (before rewriting), newest last.
+    /// The source bytes of the last non-null packets sent (before rewriting), newest last:
+    /// at least [`JOIN_MATCH`], and all since the newest anchor.
     recent: VecDeque<[u8; TS_PACKET_SIZE]>,
+    /// Index in `recent` of the newest anchor (PES start with a PTS).
+    anchor: Option<usize>,
     /// Null packets sent after the newest of `recent`.
     trailing_nulls: usize,
     output: VecDeque<Bytes>,
@@ -169,6 +183,7 @@ impl FailoverSwitch {
             started: None,
             out_pids: vec![OutPid::default(); 8192].into_boxed_slice(),
             recent: VecDeque::with_capacity(JOIN_MATCH),
+            anchor: None,
             trailing_nulls: 0,
             output: VecDeque::new(),
             events: VecDeque::new(),
@@ -333,7 +348,8 @@ impl FailoverSwitch {
             p.offset = None;
         }
         let history = &self.sources[to.index()].history;
-        if let Some(mut join) = find_join(history, &self.recent) {
+        let recent = self.anchor.map(|_| &self.recent);
+        if let Some(mut join) = recent.and_then(|recent| find_join(history, recent)) {
             // Null packets already sent after the join point are not sent twice.
             let mut nulls = self.trailing_nulls;
             while nulls > 0 && join < history.len() && is_null(&history[join].1) {
@@ -351,6 +367,20 @@ impl FailoverSwitch {
         false
     }
 
+    /// Adds a sent packet to `recent` and forgets what the join no longer needs.
+    fn remember(&mut self, raw: &[u8; TS_PACKET_SIZE]) {
+        self.recent.push_back(*raw);
+        if is_anchor(raw) {
+            self.anchor = Some(self.recent.len() - 1);
+        }
+        while self.recent.len() > MAX_RECENT
+            || (self.recent.len() > JOIN_MATCH && self.anchor.is_some_and(|a| a > 0))
+        {
+            self.recent.pop_front();
+            self.anchor = self.anchor.and_then(|a| a.checked_sub(1));
+        }
+    }
+
     fn emit_chunk(&mut self, chunk: &[u8]) {
         let mut out = Vec::with_capacity(chunk.len());
         for raw in chunk.chunks_exact(TS_PACKET_SIZE) {
@@ -362,10 +392,7 @@ impl FailoverSwitch {
                 continue;
             }
             self.trailing_nulls = 0;
-            if self.recent.len() == JOIN_MATCH {
-                self.recent.pop_front();
-            }
-            self.recent.push_back(*raw);
+            self.remember(raw);
             let st = &mut self.out_pids[usize::from(h.pid)];
             if st.gated {
                 if !h.payload_unit_start && h.has_payload {
@@ -399,6 +426,18 @@ fn is_null(p: &[u8; TS_PACKET_SIZE]) -> bool {
     u16::from_be_bytes([p[1] & 0x1F, p[2]]) == NULL_PID
 }
 
+/// Whether a packet starts a PES packet with a PTS: a point in one encoder's timeline.
+fn is_anchor(p: &[u8; TS_PACKET_SIZE]) -> bool {
+    // Most packets are not unit starts: decide those from one bit.
+    if p[1] & 0x40 == 0 {
+        return false;
+    }
+    TsPacket::parse(p).is_ok_and(|packet| {
+        packet.header.payload_unit_start
+            && PesHeader::parse(packet.payload).is_ok_and(|pes| pes.pts.is_some())
+    })
+}
+
 /// Index in `history` of the first packet after the newest run equal to `recent`, null
 /// packets skipped: stuffing is identical everywhere, so it would match anywhere.
 fn find_join(
@@ -426,13 +465,31 @@ mod tests {
     use crate::packet::{TsHeader as Header, TsPacket};
     use crate::tr101290::ErrorKind;
 
+    /// A video packet; every tenth tag starts a PES packet with a PTS (an anchor). The tag
+    /// is in the last four bytes.
     fn packet(pid: u16, cc: u8, tag: u32) -> [u8; 188] {
+        let start = tag.is_multiple_of(10);
         let mut payload = [0u8; 184];
-        payload[..4].copy_from_slice(&tag.to_be_bytes());
+        if start {
+            let pes = PesHeader {
+                stream_id: 0xE0,
+                packet_length: 0,
+                pts: Some(u64::from(tag) * 3600),
+                dts: None,
+                header_len: 14,
+            }
+            .encode();
+            payload[..pes.len()].copy_from_slice(&pes);
+        }
+        payload[180..].copy_from_slice(&tag.to_be_bytes());
+        ts(pid, cc, start, &payload)
+    }
+
+    fn ts(pid: u16, cc: u8, payload_unit_start: bool, payload: &[u8; 184]) -> [u8; 188] {
         TsPacket {
             header: Header {
                 transport_error: false,
-                payload_unit_start: tag.is_multiple_of(10),
+                payload_unit_start,
                 transport_priority: false,
                 pid,
                 scrambling: 0,
@@ -441,7 +498,7 @@ mod tests {
                 continuity_counter: cc,
             },
             adaptation: None,
-            payload: &payload,
+            payload,
         }
         .encode()
         .unwrap()
@@ -449,8 +506,67 @@ mod tests {
 
     fn tags(out: &[u8]) -> Vec<u32> {
         out.chunks(188)
-            .map(|p| u32::from_be_bytes([p[4], p[5], p[6], p[7]]))
+            .map(|p| u32::from_be_bytes([p[184], p[185], p[186], p[187]]))
             .collect()
+    }
+
+    /// Packet `i` of an encoder's CBR video: every tenth starts a picture (a PES start with
+    /// its PTS, then the encoder's own `picture` bytes), the others are filler (0xFF). Two
+    /// encoders on one timeline write identical filler packets.
+    fn cbr_video(picture: u8, i: u32) -> [u8; 188] {
+        let cc = (i % 16) as u8;
+        if i.is_multiple_of(10) {
+            let mut p = packet(0x100, cc, i);
+            p[30..184].fill(picture);
+            p
+        } else {
+            ts(0x100, cc, false, &[0xFF; 184])
+        }
+    }
+
+    /// The primary sends packets up to `last` and stops; the backup sends 300.
+    fn fail_over(
+        primary: impl Fn(u32) -> [u8; 188],
+        backup: impl Fn(u32) -> [u8; 188],
+        last: u32,
+    ) -> (Vec<u8>, SwitchEvent) {
+        let t0 = Instant::now();
+        let mut sw = FailoverSwitch::default();
+        let mut out = Vec::new();
+        for i in 0..300u32 {
+            let now = t0 + Duration::from_millis(u64::from(i));
+            if i <= last {
+                sw.push(Source::Primary, now, &primary(i)).unwrap();
+            }
+            sw.push(Source::Backup, now, &backup(i)).unwrap();
+            sw.handle_timeout(now);
+            out.extend(drain(&mut sw));
+        }
+        (out, sw.poll_event().expect("a switch"))
+    }
+
+    #[test]
+    fn filler_two_encoders_write_alike_is_no_join_point() {
+        // The primary's last eight packets (101..=108) are filler that the backup wrote
+        // too, with the same counters, as it did in 181..=188.
+        let (out, e) = fail_over(|i| cbr_video(0xAA, i), |i| cbr_video(0xBB, i), 108);
+        assert_eq!((e.to, e.seamless), (Source::Backup, false));
+        // Cold: the backup comes in at its next picture, its filler before that is left out.
+        let packets: Vec<_> = out.chunks(188).collect();
+        assert_eq!(packets[108], cbr_video(0xAA, 108));
+        assert_eq!(tags(packets[109]), [210]);
+        assert_eq!(packets[109][30], 0xBB);
+        let mut m = Tr101290Monitor::default();
+        m.feed(Instant::now(), &out);
+        assert_eq!(m.count(ErrorKind::ContinuityCount), 0);
+    }
+
+    #[test]
+    fn copies_of_one_stream_with_filler_join_exactly() {
+        let (out, e) = fail_over(|i| cbr_video(0xAA, i), |i| cbr_video(0xAA, i), 108);
+        assert_eq!((e.to, e.seamless), (Source::Backup, true));
+        let sent: Vec<u8> = (0..300).flat_map(|i| cbr_video(0xAA, i)).collect();
+        assert!(out == sent, "the output is not the stream itself");
     }
 
     fn drain(sw: &mut FailoverSwitch) -> Vec<u8> {

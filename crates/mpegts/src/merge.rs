@@ -72,8 +72,9 @@ impl MergedPacket {
     }
 }
 
-/// Counters of one path. Losses are counted once a sequence number leaves the merger's
-/// history (or at `flush`), for sequence numbers after the path's first packet.
+/// Counters of one path. A sequence number's losses are settled, exactly, once it has been out
+/// (or given up) for the recovery window, for sequence numbers from the path's first packet
+/// on; `flush` settles the rest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PathStats {
     pub packets: u64,
@@ -81,7 +82,8 @@ pub struct PathStats {
     pub lost: u64,
     /// Of those, how many the other path delivered (recovered thanks to the merge).
     pub recovered_from_other: u64,
-    /// Packets that came after their sequence number had been given up.
+    /// Packets that came after their sequence number was settled (given up, or out for the
+    /// recovery window); such a packet still counts as lost on its path.
     pub late: u64,
     /// Packets of another stream (SSRC) or far outside the sequence window, held as a
     /// possible restart.
@@ -110,6 +112,10 @@ struct Slot {
     arrival: Option<Instant>,
     /// Paths that delivered it (bit per path).
     seen: u8,
+    /// When it went out or was given up.
+    done: Option<Instant>,
+    /// Its losses are counted; later copies are late.
+    settled: bool,
 }
 
 const EMPTY: u64 = u64::MAX;
@@ -121,6 +127,17 @@ impl Slot {
             packet: None,
             arrival: None,
             seen: 0,
+            done: None,
+            settled: false,
+        }
+    }
+
+    /// Given up: neither path delivered it within the window.
+    fn given_up(ext: u64, now: Instant) -> Self {
+        Self {
+            ext,
+            done: Some(now),
+            ..Self::empty()
         }
     }
 }
@@ -144,6 +161,10 @@ pub struct Merger {
     next_out: Option<u64>,
     highest: u64,
     gap_since: Option<Instant>,
+    /// Oldest sequence number out or given up whose losses are not yet settled.
+    settle_from: Option<u64>,
+    /// When the newest one went out or was given up.
+    last_done: Option<Instant>,
     /// Until then nothing is output (see `accept`).
     startup_until: Option<Instant>,
     last_accepted: Option<Instant>,
@@ -177,6 +198,8 @@ impl Merger {
             next_out: None,
             highest: 0,
             gap_since: None,
+            settle_from: None,
+            last_done: None,
             startup_until: None,
             last_accepted: None,
             paths: Default::default(),
@@ -209,6 +232,7 @@ impl Merger {
             },
         );
         self.advance(now);
+        self.settle(now);
         Ok(())
     }
 
@@ -250,12 +274,12 @@ impl Merger {
         if self.ring[slot_index].ext == ext {
             let slot = &mut self.ring[slot_index];
             // A slot given up as lost has no arrival time.
-            if ext < next && slot.arrival.is_none() {
+            if slot.settled || (ext < next && slot.arrival.is_none()) {
                 p.stats.late += 1;
             } else {
                 self.stats.duplicates += 1;
+                slot.seen |= path.bit();
             }
-            slot.seen |= path.bit();
             return;
         }
         if ext < next {
@@ -270,6 +294,8 @@ impl Merger {
                 packet: Some(packet),
                 arrival: Some(now),
                 seen: path.bit(),
+                done: None,
+                settled: false,
             },
         );
         self.highest = self.highest.max(ext);
@@ -291,25 +317,40 @@ impl Merger {
             .push_back((path, now, packet.data, packet.ssrc));
     }
 
-    /// Puts `slot` in place, first counting the per-path losses of what it replaces.
+    /// Puts `slot` in place, first settling what it replaces.
     fn replace_slot(&mut self, index: usize, slot: Slot) {
-        let old = std::mem::replace(&mut self.ring[index], slot);
-        self.finalize(&old);
+        let mut old = std::mem::replace(&mut self.ring[index], slot);
+        settle_slot(&mut self.paths, &mut old);
     }
 
-    fn finalize(&mut self, old: &Slot) {
-        if old.ext == EMPTY {
+    /// Settles, in sequence order, what went out a recovery window ago (a copy arriving
+    /// later is late) and what was given up (no copy can help it any more).
+    fn settle(&mut self, now: Instant) {
+        let (Some(mut from), Some(next)) = (self.settle_from, self.next_out) else {
             return;
-        }
-        for (i, p) in self.paths.iter_mut().enumerate() {
-            let bit = 1 << i;
-            if p.joined_at.is_some_and(|j| j <= old.ext) && old.seen & bit == 0 {
-                p.stats.lost += 1;
-                if old.seen & !bit != 0 {
-                    p.stats.recovered_from_other += 1;
+        };
+        while from < next {
+            let slot = &mut self.ring[(from & self.mask) as usize];
+            // A slot taken by a newer number was settled when it was taken.
+            if slot.ext == from && !slot.settled {
+                let due = slot.arrival.is_none()
+                    || slot.done.is_some_and(|t| now >= t + self.config.window);
+                if !due {
+                    break;
                 }
+                settle_slot(&mut self.paths, slot);
             }
+            from += 1;
         }
+        self.settle_from = Some(from);
+    }
+
+    /// Marks sequence number `next` (in slot `index`) out or given up at `now`.
+    fn done(&mut self, index: usize, next: u64, now: Instant) {
+        self.ring[index].done = Some(now);
+        self.settle_from.get_or_insert(next);
+        self.last_done = Some(now);
+        self.next_out = Some(next + 1);
     }
 
     /// Moves every packet that may go out now to the output queue, giving up gaps whose
@@ -337,7 +378,7 @@ impl Merger {
             {
                 self.ready.push_back(packet);
                 self.stats.output += 1;
-                self.next_out = Some(next + 1);
+                self.done(index, next, now);
                 self.gap_since = None;
                 continue;
             }
@@ -351,17 +392,9 @@ impl Merger {
             };
             let overfull = self.highest - next >= self.config.max_packets as u64;
             if self.draining || overfull || now >= gap_start + self.config.window {
-                self.replace_slot(
-                    index,
-                    Slot {
-                        ext: next,
-                        packet: None,
-                        arrival: None,
-                        seen: 0,
-                    },
-                );
+                self.replace_slot(index, Slot::given_up(next, now));
                 self.stats.lost += 1;
-                self.next_out = Some(next + 1);
+                self.done(index, next, now);
                 continue;
             }
             break;
@@ -394,6 +427,7 @@ impl Merger {
         self.ssrc = None;
         self.seq.reset();
         self.next_out = None;
+        self.settle_from = None;
         self.highest = 0;
         self.gap_since = None;
         for p in &mut self.paths {
@@ -422,15 +456,23 @@ impl Merger {
         }
     }
 
-    /// Gives up held gaps whose window ended by `now`.
+    /// Gives up held gaps whose window ended by `now` and settles the loss counters.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
+        self.settle(now);
     }
 
-    /// When `handle_timeout` next has work: the held gap's expiry, or the moment a waiting
-    /// new stream takes over.
+    /// When `handle_timeout` next has work: the held gap's expiry, the moment a waiting
+    /// new stream takes over, or (when no packet comes to do it) settling the loss counters
+    /// of everything out so far.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let gap = self.gap_since.map(|t| t + self.config.window);
+        let settle = self
+            .settle_from
+            .zip(self.next_out)
+            .filter(|(from, next)| from < next)
+            .and(self.last_done)
+            .map(|t| t + self.config.window);
         let restart = (!self.foreign.is_empty())
             .then_some(self.last_accepted)
             .flatten()
@@ -438,7 +480,11 @@ impl Merger {
         let startup = self
             .startup_until
             .filter(|_| self.ready.is_empty() && self.stats.output == 0);
-        gap.into_iter().chain(restart).chain(startup).min()
+        gap.into_iter()
+            .chain(restart)
+            .chain(startup)
+            .chain(settle)
+            .min()
     }
 
     /// Next merged packet, in sequence order.
@@ -473,6 +519,23 @@ impl Merger {
 
     pub fn stats(&self) -> &MergerStats {
         &self.stats
+    }
+}
+
+/// Counts a sequence number's per-path losses, once.
+fn settle_slot(paths: &mut [PathState; 2], slot: &mut Slot) {
+    if slot.ext == EMPTY || slot.settled {
+        return;
+    }
+    slot.settled = true;
+    for (i, p) in paths.iter_mut().enumerate() {
+        let bit = 1 << i;
+        if p.joined_at.is_some_and(|j| j <= slot.ext) && slot.seen & bit == 0 {
+            p.stats.lost += 1;
+            if slot.seen & !bit != 0 {
+                p.stats.recovered_from_other += 1;
+            }
+        }
     }
 }
 
@@ -555,6 +618,55 @@ mod tests {
         m.push(Path::B, ms(t0, 60), rtp(3, 1)).unwrap();
         assert!(drain(&mut m).is_empty());
         assert_eq!(m.path_stats(Path::B).late, 1);
+    }
+
+    #[test]
+    fn loss_counters_are_exact_once_the_window_has_passed() {
+        // 1 packet a millisecond, B 10 ms behind A. A loses 50, B loses 120, both lose 150.
+        let t0 = Instant::now();
+        let mut m = Merger::default();
+        let has = |path: Path, seq: u64| match path {
+            Path::A => seq < 200 && seq != 50 && seq != 150,
+            Path::B => seq < 200 && seq != 120 && seq != 150,
+        };
+        let mut out = Vec::new();
+        let lost = |m: &Merger, path| {
+            let s = m.path_stats(path);
+            (s.lost, s.recovered_from_other)
+        };
+        for t in 0..300u64 {
+            let now = ms(t0, t);
+            if has(Path::A, t) {
+                m.push(Path::A, now, rtp(t as u16, 1)).unwrap();
+            }
+            if t >= 10 && has(Path::B, t - 10) {
+                m.push(Path::B, now, rtp((t - 10) as u16, 1)).unwrap();
+            }
+            m.handle_timeout(now);
+            out.extend(drain(&mut m));
+            match t {
+                // 50 went out at 60 with B's copy; A's loss is settled a window later.
+                109 => assert_eq!(lost(&m, Path::A), (0, 0)),
+                110 => assert_eq!(lost(&m, Path::A), (1, 1)),
+                // 120 went out at 120 with A's copy; B's copy would have come by 130.
+                169 => assert_eq!(lost(&m, Path::B), (0, 0)),
+                170 => assert_eq!(lost(&m, Path::B), (1, 1)),
+                _ => {}
+            }
+        }
+        let expected: Vec<u16> = (0..200).filter(|&s| s != 150).collect();
+        assert_eq!(out, expected);
+        assert_eq!(m.stats().lost, 1);
+        // Lost on both: lost on each path, recovered on neither.
+        assert_eq!(lost(&m, Path::A), (2, 1));
+        assert_eq!(lost(&m, Path::B), (2, 1));
+        assert_eq!(m.poll_timeout(), None, "nothing left to settle");
+        // A copy after its number was settled is late and changes nothing else.
+        m.push(Path::A, ms(t0, 300), rtp(50, 1)).unwrap();
+        assert_eq!(m.path_stats(Path::A).late, 1);
+        m.flush();
+        assert_eq!(lost(&m, Path::A), (2, 1));
+        assert_eq!(lost(&m, Path::B), (2, 1));
     }
 
     #[test]
