@@ -1,6 +1,7 @@
 //! Tokens and passphrases never reach the logs: everything the process logs at TRACE level
-//! (request spans, sqlx statements, hyper) while tokens are minted, used, revoked and
-//! passphrases are set and read, is captured and searched for every secret.
+//! (request spans, sqlx statements, hyper) while tokens are minted, used, revoked, licence
+//! passphrases and flow sources' passphrases are set and read (over HTTP and in-process, as
+//! the data plane does), is captured and searched for every secret.
 
 mod common;
 
@@ -75,6 +76,64 @@ fn exercise(s: &common::Server, secrets: &mut Vec<String>) {
         200
     );
     assert_eq!(s.get("/api/v1/me", &token).status, 401);
+
+    // The data plane's reads: a decision with the licence's passphrase, in-process.
+    let grant =
+        s.rt.block_on(s.control.decide(
+            "live/node",
+            &stadion_control::AccessRequest {
+                org: "rhb-logs".into(),
+                flow: "logged-flow".into(),
+                source: "127.0.0.1".parse().unwrap(),
+                connected: 0,
+            },
+        ))
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.passphrase.unwrap().expose(), chosen);
+
+    // Flow sources: a venue encoder's publisher passphrase and a pulled source's passphrase,
+    // set at creation, replaced, refused when too long, and read by the admin and the data
+    // plane.
+    let publisher = "venue encoder publishes with this".to_owned();
+    let pulled = "stadion pulls the backup with this".to_owned();
+    let transport = |listener: &str| {
+        json!({"redundancy": "failover", "sources": [
+            {"kind": "srt_listener", "name": "main", "passphrase": listener},
+            {"kind": "srt_caller", "name": "backup", "address": "198.51.100.20:9000",
+             "passphrase": pulled},
+        ]})
+    };
+    let r = s.post(
+        "/api/v1/flows",
+        &s.admin,
+        json!({"name": "sourced", "venue": "v", "event_code": "e", "transport": transport(&publisher)}),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    secrets.extend([publisher.clone(), pulled.clone()]);
+    let path = format!("/api/v1/flows/{}", r.body["id"].as_str().unwrap());
+    let replaced = "the venue's new publisher secret".to_owned();
+    let put = |body: serde_json::Value| {
+        s.request(
+            "PUT",
+            &format!("{path}/transport"),
+            &s.admin,
+            Some(&serde_json::to_vec(&body).unwrap()),
+        )
+    };
+    assert_eq!(put(transport(&replaced)).status, 200);
+    secrets.push(replaced.clone());
+    let refused = "P".repeat(81);
+    assert_eq!(put(transport(&refused)).status, 422);
+    secrets.push(refused);
+    let read = s.get(&path, &s.admin).body;
+    assert_eq!(
+        read["transport"]["sources"][0]["passphrase"],
+        replaced.as_str()
+    );
+    let setup = s.rt.block_on(s.control.flow_setup("sourced")).unwrap();
+    let sources = serde_json::to_string(&setup.flow.transport).unwrap();
+    assert!(sources.contains(&pulled) && sources.contains(&replaced));
 }
 
 #[test]
@@ -102,6 +161,10 @@ fn no_secret_in_any_log_line() {
     assert!(
         log.contains("INSERT INTO licences"),
         "store statements were not captured"
+    );
+    assert!(
+        log.contains("INSERT INTO flow_sources") && log.contains("/transport"),
+        "flow source writes were not captured"
     );
     assert!(
         log.len() > 10_000,
