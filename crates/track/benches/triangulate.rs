@@ -56,11 +56,17 @@ fn rig() -> Calibration {
     )
 }
 
-/// Eight athletes, one per lane, a crude 17-joint body each, moving 0.2 m per frame.
+/// Frames generated; the loops cycle through them.
+const CYCLE: usize = 200;
+
+/// Eight athletes, one per lane, a crude 17-joint body each, running back and forth by 4 m
+/// once per cycle (up to 6 m/s at 50 fps), so that the cycle repeats without a jump that
+/// would break the trackers' constant-velocity prediction.
 fn athletes(frame: usize) -> Vec<Vec<Point3<f64>>> {
+    let phase = std::f64::consts::TAU * (frame % CYCLE) as f64 / CYCLE as f64;
     (0..PEOPLE)
         .map(|lane| {
-            let x = 49.0 + 0.2 * (frame % 10) as f64 + 0.1 * lane as f64;
+            let x = 50.0 + 2.0 * phase.sin() + 0.1 * lane as f64;
             let y = 1.22 * (lane as f64 + 0.5);
             (0..JOINTS)
                 .map(|j| {
@@ -152,7 +158,7 @@ impl Latencies {
 fn main() {
     let cal = rig();
     let mut rng = StdRng::seed_from_u64(7);
-    let frames: Vec<Vec<Frame2D>> = (0..200)
+    let frames: Vec<Vec<Frame2D>> = (0..CYCLE)
         .map(|f| observe(&cal, &athletes(f), &mut rng))
         .collect();
     let tri = Triangulator::new(&cal, TriangulationConfig::default()).unwrap();
