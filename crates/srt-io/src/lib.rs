@@ -88,16 +88,23 @@ use stadion_srt::{
     ConnectionId, Event, Listener, ListenerConfig, Refusal, RequestId, SendError, Stats, Transmit,
     reject,
 };
+use std::net::UdpSocket;
+use std::os::fd::{AsRawFd, RawFd};
+
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
 /// Payloads buffered per connection for the application before new ones are dropped.
 const RECV_QUEUE: usize = 65_536;
-/// A driver with work wakes at most once per tick; timers are due at tokio's 1 ms resolution
-/// anyway, so this adds no delay to deliveries, and sends wait at most one tick (their SRT
-/// timestamps are taken when the application queued them, so play time does not move).
-const TICK: std::time::Duration = std::time::Duration::from_millis(1);
+/// A busy driver wakes once per tick and does all that came up meanwhile: waking per packet
+/// cost more than the protocol work (see docs/benchmarks.md). What this costs: sends wait up
+/// to a tick (their SRT timestamps are when the application queued them, so play time does not
+/// move); deliveries come within half a tick of their play time
+/// ([`ConnectionConfig::delivery_lead`](stadion_srt::ConnectionConfig::delivery_lead) is set to
+/// half a tick); each loss repair round takes up to two ticks more, which the default 120 ms
+/// latency absorbs.
+const TICK: std::time::Duration = std::time::Duration::from_millis(4);
 /// The first tick of [`next_tick`]'s grid.
 static TICK_GRID: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
 
@@ -404,6 +411,13 @@ impl SrtConnection {
         self.received.recv().await
     }
 
+    /// Waits for payloads, then appends all that are ready (at most `limit`) to `buf` in
+    /// delivery order: one wake-up for everything a driver tick delivered. Returns how many;
+    /// 0 once the connection has closed.
+    pub async fn recv_many(&mut self, buf: &mut Vec<Bytes>, limit: usize) -> usize {
+        self.received.recv_many(buf, limit).await
+    }
+
     /// Current statistics, `None` once closed.
     pub async fn stats(&self) -> Option<Stats> {
         let (tx, rx) = oneshot::channel();
@@ -442,7 +456,7 @@ fn udp_socket(bind: SocketAddr) -> io::Result<UdpSocket> {
     sock.bind(&bind.into())?;
     // Best effort as well: without it arrivals count from when the batch is read.
     let _ = batch::enable_timestamps(&sock);
-    UdpSocket::from_std(sock.into())
+    Ok(sock.into())
 }
 
 /// Connects to an SRT listener (caller role).
@@ -457,6 +471,10 @@ pub async fn connect(
     };
     let socket = udp_socket(bind)?;
     let mut rng = rand::rngs::StdRng::from_os_rng();
+    let config = ConnectionConfig {
+        delivery_lead: config.delivery_lead.max(TICK / 2),
+        ..config
+    };
     let conn = Connection::connect(Instant::now(), peer, config, &mut rng)?;
     let (tx, rx) = oneshot::channel();
     let (commands, command_rx) = mpsc::unbounded_channel();
@@ -601,6 +619,8 @@ impl SrtListener {
         let local_addr = socket.local_addr()?;
         let rng = rand::rngs::StdRng::from_os_rng();
         let queue = config.connection.send_buffer_limit;
+        let mut config = config;
+        config.connection.delivery_lead = config.connection.delivery_lead.max(TICK / 2);
         let listener = Listener::new(Instant::now(), config, hook, Box::new(rng));
         let (accept_tx, incoming) = mpsc::channel(1024);
         let driver = Driver::new(
@@ -741,38 +761,56 @@ impl<C: Core> Driver<C> {
 
     async fn run_inner(&mut self) -> io::Result<()> {
         let mut commands_open = true;
-        // One timer, moved when the deadline changes: registering a fresh one per wake-up
-        // cost more than the protocol work at a few thousand packets per second.
+        // One timer each, moved when their deadline changes: registering a fresh one per
+        // wake-up cost more than the protocol work at a few thousand packets per second.
         let timer = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(timer);
         let rest = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(rest);
-        let mut woke = tokio::time::Instant::now();
+        // The socket is in tokio's reactor only while the driver waits idle: there, every
+        // arriving datagram wakes the thread, which is what a busy driver avoids.
+        let mut registered: Option<AsyncFd<RawFd>> = None;
         loop {
             // Everything that is ready, in one go: datagrams, commands, due timers.
-            self.receive()?;
-            while let Ok(cmd) = self.command_rx.try_recv() {
-                self.command(cmd);
+            let mut busy = self.receive()?;
+            loop {
+                match self.command_rx.try_recv() {
+                    Ok(cmd) => {
+                        self.command(cmd);
+                        busy = true;
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        commands_open = false;
+                        break;
+                    }
+                }
             }
             let now = Instant::now();
             if self.core.next_timeout().is_some_and(|t| t <= now) {
                 self.core.timeout(now);
             }
             self.route_events();
-            self.flush().await?;
+            self.flush(&mut registered).await?;
             self.route_events();
             if self.core.finished() || (!commands_open && self.slots.is_empty()) {
-                self.flush().await?;
+                self.flush(&mut registered).await?;
                 return Ok(());
             }
-            // While busy, wake at most once per tick: what arrives meanwhile waits in the
-            // socket and the queues and is handled together. Waking per packet cost more
-            // than the protocol work (see docs/benchmarks.md).
-            let next_tick = next_tick(woke);
-            if next_tick > tokio::time::Instant::now() {
-                rest.as_mut().reset(next_tick);
+            if busy {
+                // Busy: rest until the next tick, outside the reactor, and take what arrived
+                // meanwhile together (see docs/benchmarks.md: waking per packet cost more than
+                // the protocol work). Timers due meanwhile wait for the tick too.
+                registered = None;
+                rest.as_mut().reset(next_tick(tokio::time::Instant::now()));
                 (&mut rest).await;
+                continue;
             }
+            // Idle: wait for a datagram, a command or the next deadline.
+            let reactor = match &mut registered {
+                Some(r) => r,
+                None => registered.insert(self.register(Interest::READABLE)?),
+            };
             let deadline = self.core.next_timeout().map(tokio::time::Instant::from);
             if let Some(t) = deadline
                 && timer.deadline() != t
@@ -781,26 +819,39 @@ impl<C: Core> Driver<C> {
             }
             tokio::select! {
                 biased;
-                r = self.socket.readable() => r?,
+                r = reactor.readable() => {
+                    // Cleared before reading: a datagram arriving after the read sets it again.
+                    r?.clear_ready();
+                }
                 cmd = self.command_rx.recv(), if commands_open => match cmd {
                     Some(cmd) => self.command(cmd),
                     None => commands_open = false,
                 },
                 () = &mut timer, if deadline.is_some() => {}
             }
-            woke = tokio::time::Instant::now();
         }
     }
 
-    fn receive(&mut self) -> io::Result<()> {
+    /// Puts the socket into tokio's reactor for `interest` until the result is dropped.
+    fn register(&self, interest: Interest) -> io::Result<AsyncFd<RawFd>> {
+        // SAFETY: registrations are locals of `run_inner` and `flush`, which borrow the
+        // driver, so they end while the driver still holds the socket open.
+        Ok(unsafe { AsyncFd::register_with_interest(self.socket.as_raw_fd(), interest) }?)
+    }
+
+    /// Reads and handles every waiting datagram (up to a bound, for fairness); whether there
+    /// were any.
+    fn receive(&mut self) -> io::Result<bool> {
+        let mut any = false;
         for _ in 0..16 {
-            let n = match batch::recv_tokio(&self.socket, &mut self.recv_mem, &mut self.incoming) {
+            let n = match batch::recv_batch(&self.socket, &mut self.recv_mem, &mut self.incoming) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(any),
                 // ICMP errors (peer port closed) surface here; they concern one peer only.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
                 Err(e) => return Err(e),
             };
+            any = true;
             // Measurements use the arrival times, so RTT samples, clock drift and the TSBPD
             // base stay exact however late in its tick a datagram is read.
             let now = Instant::now();
@@ -808,10 +859,10 @@ impl<C: Core> Driver<C> {
                 self.core.input(now, d.arrived, d.from, d.data);
             }
             if n < batch::BATCH {
-                return Ok(());
+                return Ok(any);
             }
         }
-        Ok(())
+        Ok(any)
     }
 
     fn command(&mut self, cmd: Command) {
@@ -862,7 +913,9 @@ impl<C: Core> Driver<C> {
         self.draining = items;
     }
 
-    async fn flush(&mut self) -> io::Result<()> {
+    /// Sends everything the protocol has to send. `registered` is the idle wait's reactor
+    /// registration of the socket, reused (or made) when the socket is full.
+    async fn flush(&mut self, registered: &mut Option<AsyncFd<RawFd>>) -> io::Result<()> {
         loop {
             while self.outgoing.len() < batch::BATCH {
                 match self.core.transmit() {
@@ -873,13 +926,16 @@ impl<C: Core> Driver<C> {
             if self.outgoing.is_empty() {
                 return Ok(());
             }
-            match self.socket.try_io(Interest::WRITABLE, || {
-                batch::send_batch(&self.socket, &self.outgoing, &mut self.gso)
-            }) {
+            match batch::send_batch(&self.socket, &self.outgoing, &mut self.gso) {
                 Ok(n) => {
                     self.outgoing.drain(..n.max(1).min(self.outgoing.len()));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.socket.writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // One registration per socket at a time: this replaces the idle wait's.
+                    *registered = None;
+                    let reactor = self.register(Interest::WRITABLE)?;
+                    reactor.writable().await?.clear_ready();
+                }
                 Err(e) => {
                     // A datagram the kernel refuses (unreachable peer): drop it, keep the rest.
                     tracing::debug!(error = %e, "SRT datagram not sent");
