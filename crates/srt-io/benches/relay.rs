@@ -111,6 +111,14 @@ impl Outcome {
     }
 }
 
+/// A socket with a receive buffer for bursts of a few milliseconds at 300 Mb/s (the kernel
+/// caps it at net.core.rmem_max), as the drivers' sockets have.
+fn roomy(socket: UdpSocket) -> UdpSocket {
+    let socket = socket2::Socket::from(socket);
+    let _ = socket.set_recv_buffer_size(16 << 20);
+    socket.into()
+}
+
 fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -142,7 +150,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 fn run(imp: Impl, rate_mbps: u64, secs: u64) -> Outcome {
     let (in_port, srt_port) = (free_port(), free_port());
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sink = roomy(UdpSocket::bind("127.0.0.1:0").unwrap());
     sink.set_read_timeout(Some(Duration::from_millis(1500)))
         .unwrap();
     let sink_port = sink.local_addr().unwrap().port();
@@ -265,7 +273,7 @@ fn transmit(input: &str, output: &str) {
 }
 
 async fn udp_to_srt(port: u16, peer: SocketAddr) {
-    let mut input = Some(UdpSocket::bind(("0.0.0.0", port)).unwrap());
+    let mut input = Some(roomy(UdpSocket::bind(("0.0.0.0", port)).unwrap()));
     input.as_ref().unwrap().set_nonblocking(true).unwrap();
     batch::enable_timestamps(input.as_ref().unwrap()).unwrap();
     let conn = stadion_srt_io::connect(peer, ConnectionConfig::default())
