@@ -338,7 +338,10 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
                         improved = true;
                     }
                 }
-                if self.empty_route_moves(u) {
+                // An empty vehicle only pays for `u` if its own route changed.
+                let ru = self.route_of[u];
+                let changed = ru != NONE && (first || self.routes[ru].modified > tested);
+                if changed && self.empty_route_moves(u) {
                     improved = true;
                 }
             }

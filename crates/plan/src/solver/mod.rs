@@ -43,6 +43,8 @@ const PENALTY_WINDOW: usize = 25;
 const REPAIR_PROBABILITY: f64 = 0.8;
 const REPAIR_BOOST: f64 = 10.0;
 const ITERATIONS_BEFORE_RESTART: u64 = 20_000;
+/// Most of the time limit spent building the initial population.
+const INITIAL_SHARE: f64 = 0.2;
 /// Share of the time limit kept for the final repair while no feasible solution is known.
 const REPAIR_SHARE: f64 = 0.1;
 
@@ -532,6 +534,15 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
         for _ in 0..MIN_POP {
             if out_of_time(&search, iteration) {
                 break 'outer;
+            }
+            // Where one local search takes long against the budget, crossover starts early
+            // (not after a restart: that one rebuilds a full population).
+            let members = search.feasible.members.len() + search.infeasible.members.len();
+            if iteration == 0
+                && members >= 2
+                && started.elapsed() > config.time_limit.mul_f64(INITIAL_SHARE)
+            {
+                break;
             }
             search.ls.deadline = Some(search_deadline(&search));
             let ind = search.educate(&empty);
