@@ -66,6 +66,8 @@ pub(crate) struct Spool {
     _lock: File,
     /// Bytes in `file`.
     len: u64,
+    /// Set the file aside from this size on ([`ROTATE_BYTES`]).
+    rotate_at: u64,
     /// The number the next entry gets.
     next: u64,
     /// Every entry up to this number is committed to the store.
@@ -156,6 +158,7 @@ impl Spool {
             path,
             _lock: lock,
             len: 0,
+            rotate_at: ROTATE_BYTES,
             next: last + 1,
             committed: last,
             retired: None,
@@ -203,12 +206,116 @@ impl Spool {
         if self.pending() == 0 {
             self.file.set_len(0)?;
             self.len = 0;
-        } else if self.retired.is_none() && self.len >= ROTATE_BYTES {
+        } else if self.retired.is_none() && self.len >= self.rotate_at {
             std::fs::rename(&self.path, &old)?;
             self.file = open_append(&self.path)?;
             self.len = 0;
             self.retired = Some(self.next - 1);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::AuditFilter;
+
+    fn entry(i: usize) -> NewAudit {
+        NewAudit {
+            at: chrono::Utc::now(),
+            actor: "test".into(),
+            action: DECIDE_ACTION,
+            subject: format!("access/rhb/flow-{i}"),
+            org_id: None,
+            flow_id: None,
+            licence_id: None,
+            decision: if i % 2 == 0 { "allow" } else { "deny" },
+            reason: format!("decision {i}"),
+        }
+    }
+
+    async fn reasons(store: &Store) -> Vec<String> {
+        let filter = AuditFilter {
+            limit: 100,
+            ..AuditFilter::default()
+        };
+        let log = store.audit(&filter).await.unwrap();
+        log.into_iter().map(|e| e.reason).collect()
+    }
+
+    /// A spool that never drains is set aside and dropped once committed; whatever was not
+    /// committed, in the set-aside file or the current one, is committed at the next open,
+    /// exactly once.
+    #[tokio::test]
+    async fn set_aside_spools_are_replayed_and_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let store = Store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let path = Spool::path_for(&db);
+        let old = suffixed(&path, ".old");
+        let mut spool = Spool::open(path.clone(), &store).await.unwrap().unwrap();
+        assert!(
+            Spool::open(path.clone(), &store).await.unwrap().is_none(),
+            "one holder at a time"
+        );
+        spool.rotate_at = 1;
+        let entries: Vec<NewAudit> = (1..=6).map(entry).collect();
+        for e in &entries[..4] {
+            spool.append(e).unwrap();
+        }
+        // 1..=2 committed, 3..=4 pending: the file is set aside.
+        store
+            .append_decisions(&entries[..2], Some(2))
+            .await
+            .unwrap();
+        spool.committed_through(2).unwrap();
+        assert!(old.exists());
+        assert_eq!(spool.pending(), 2);
+        for e in &entries[4..] {
+            spool.append(e).unwrap();
+        }
+        // 3..=4 committed: the set-aside file goes; 5..=6 stay pending in the current one
+        // (small enough now not to be set aside in turn).
+        spool.rotate_at = ROTATE_BYTES;
+        store
+            .append_decisions(&entries[2..4], Some(4))
+            .await
+            .unwrap();
+        spool.committed_through(4).unwrap();
+        assert!(!old.exists());
+        // 5 is committed but the crash comes before the spool learns it.
+        store
+            .append_decisions(&entries[4..5], Some(5))
+            .await
+            .unwrap();
+        drop(spool);
+        let spool = Spool::open(path.clone(), &store).await.unwrap().unwrap();
+        assert_eq!(spool.pending(), 0);
+        assert_eq!(spool.next, 7);
+        let got = reasons(&store).await;
+        let want: Vec<String> = (1..=6).map(|i| format!("decision {i}")).collect();
+        assert_eq!(got, want);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let store = Store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let path = Spool::path_for(&db);
+        let mut spool = Spool::open(path.clone(), &store).await.unwrap().unwrap();
+        spool.append(&entry(1)).unwrap();
+        drop(spool);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"n":2,"at":17,"act"#).unwrap();
+        drop(f);
+        Spool::open(path, &store).await.unwrap().unwrap();
+        assert_eq!(reasons(&store).await, vec!["decision 1".to_owned()]);
     }
 }
