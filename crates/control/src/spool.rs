@@ -230,7 +230,7 @@ mod tests {
             org_id: None,
             flow_id: None,
             licence_id: None,
-            decision: if i % 2 == 0 { "allow" } else { "deny" },
+            decision: if i.is_multiple_of(2) { "allow" } else { "deny" },
             reason: format!("decision {i}"),
         }
     }
