@@ -418,6 +418,10 @@ def table(results: list[dict], instances: list[Instance], solvers: list[str], bk
         if b_routes is not None:
             veh = statistics.mean(r["routes"] for r in good)
             stats["vgap"] = 100 * (veh - b_routes) / b_routes
+            stats["veh"], stats["bks_veh"] = veh, b_routes
+            if veh == b_routes:
+                # A distance gap compares like with like only at the BKS's route count.
+                stats["gap_at_bks_v"] = stats["gap"]
             txt += f" ({veh:.1f} v)"
         return txt, stats
 
@@ -448,7 +452,17 @@ def table(results: list[dict], instances: list[Instance], solvers: list[str], bk
             body += summary(f"mean gap % {c}", "gap", {c}, sum(instance_class(i.name) == c for i in instances))
     body += summary("**mean gap %**", "gap", None, len(instances))
     if any(bks[i.name.lower()][0] is not None for i in instances):
+        body += summary("mean gap % where routes = BKS routes", "gap_at_bks_v", None, len(instances))
         body += summary("**mean vehicle gap %**", "vgap", None, len(instances))
+        row = "| total routes (BKS total: excess) | |"
+        for s in solvers:
+            got = [st for _, st in solved[s] if "veh" in st]
+            if got:
+                veh, ref = sum(st["veh"] for st in got), sum(st["bks_veh"] for st in got)
+                row += f" {veh:g} ({ref}: {100 * (veh - ref) / ref:+.2f} %) |"
+            else:
+                row += " – |"
+        body += row + "\n"
     body += summary("mean solver wall s", "wall", None, len(instances), ".1f")
     return head + body
 
