@@ -102,6 +102,17 @@ impl BusReceiver {
         }
     }
 
+    /// The next chunk if one is there already (chunks missed are counted as by `next`).
+    pub fn try_next(&mut self) -> Option<Chunk> {
+        loop {
+            match self.receiver.try_recv() {
+                Ok(chunk) => return Some(chunk),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => self.dropped += missed,
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// Chunks lost because this receiver fell more than the ring's length behind.
     pub fn dropped(&self) -> u64 {
         self.dropped

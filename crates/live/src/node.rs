@@ -4,47 +4,47 @@
 //!
 //! Every connection attempt is decided by the control plane ([`ControlPort::decide`]) inside
 //! the SRT handshake, so a refused caller gets the rejection code in the handshake answer. The
-//! listener asks synchronously (its protocol core is sans-IO), so the decision runs in
-//! `block_in_place` on tokio's multi-threaded runtime: it stalls this listener for one
-//! decision, never the other runtime workers, and it is bounded by
-//! [`NodeConfig::decide_timeout`].
+//! listener parks the handshake while the decision runs as its own task (bounded by
+//! [`NodeConfig::decide_timeout`]) and serves everyone else meanwhile.
 //!
-//! All state lives in one task ([`Outputs`]): payloads go to every receiver of a flow in one
-//! `send_many` command to the listener's driver (one shared `Bytes`, per-receiver encryption
-//! and retransmission there), so a slow receiver costs only its own SRT send buffer, which
-//! drops what is too late and counts it.
+//! All state lives in one task ([`Outputs`]), which reads the flows' buses itself: payloads go
+//! to every receiver of a flow in one `send_many` command to the listener's driver (one shared
+//! `Bytes`, per-receiver encryption and retransmission there), so a slow receiver costs only
+//! its own SRT send buffer, which drops what is too late and counts it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use stadion_control::usage::UsageRecord;
 use stadion_srt::{
-    AcceptDecision, AcceptHook, CloseReason, ConnectRequest, ConnectionConfig, ConnectionId,
-    ListenerConfig, reject,
+    AcceptDecision, CloseReason, ConnectRequest, ConnectionConfig, ConnectionId, ListenerConfig,
+    Refusal, RequestId, reject,
 };
-use stadion_srt_io::{SrtConnection, SrtError, SrtListener};
-use tokio::runtime::{Handle, RuntimeFlavor};
+use stadion_srt_io::{AsyncAcceptHook, Decision, Incoming, SrtConnection, SrtError, SrtListener};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::access::{self, Admission, ControlPort, LicenceChange, ReceiverRequest, Refused};
-use crate::fanout::{Chunk, FlowBus};
+use crate::fanout::{BusReceiver, Chunk, FlowBus};
 use crate::output::push::{self, PushContext, PushSpec, Shown};
 use crate::output::{
     self, Counters, FlowOutputStatus, OutputStatus, ReceiverStatus, Session, SessionHandle,
     SessionKey, SessionKind, SrtStatus, UsageLog,
 };
 
-/// How long an admitted caller may take to finish its handshake before its place in the
-/// licence's concurrency count is given back. A wrong passphrase fails after admission, inside
-/// the listener, where the node does not see it; a good handshake completes in the same step
-/// as its admission, so its connection reaches the node's loop within milliseconds.
+/// How long an admitted caller may take to come out of the listener, as a connection or as a
+/// refusal (a wrong passphrase), before its place in the licence's concurrency count is
+/// given back. Both come within milliseconds of the decision; only a decision that lost the
+/// race with the handshake's own timeout gets neither.
 const PENDING_TTL: Duration = Duration::from_secs(1);
 
 /// Settings of a node's receiver listener.
@@ -77,10 +77,6 @@ impl Default for NodeConfig {
 /// What can go wrong running a node.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error(
-        "the live node needs tokio's multi-threaded runtime (access decisions run inside the SRT handshake)"
-    )]
-    RuntimeFlavor,
     #[error("cannot open the receiver listener on {addr}: {source}")]
     Bind { addr: SocketAddr, source: SrtError },
     #[error("flow {0:?} is already attached to this node")]
@@ -96,7 +92,7 @@ pub enum NodeError {
 #[derive(Default)]
 pub(crate) struct Admissions {
     flows: HashSet<String>,
-    pending: HashMap<(SocketAddr, String), Pending>,
+    pending: HashMap<RequestId, Pending>,
     counts: HashMap<(String, String), u32>,
 }
 
@@ -115,22 +111,21 @@ impl Admissions {
         self.counts.get(&count_key(r)).copied().unwrap_or(0)
     }
 
-    fn admit(&mut self, peer: SocketAddr, raw: String, request: ReceiverRequest, a: Admission) {
+    fn admit(&mut self, id: RequestId, request: ReceiverRequest, a: Admission) {
         let key = count_key(&request);
         let pending = Pending {
             request,
             admission: a,
             at: Instant::now(),
         };
-        // A repeated conclusion from the same caller replaces its earlier admission.
-        if self.pending.insert((peer, raw), pending).is_none() {
+        if self.pending.insert(id, pending).is_none() {
             *self.counts.entry(key).or_default() += 1;
         }
     }
 
     /// The admission of a caller whose handshake completed; its count stays taken.
-    fn take(&mut self, peer: SocketAddr, raw: &str) -> Option<Pending> {
-        self.pending.remove(&(peer, raw.to_owned()))
+    fn take(&mut self, id: RequestId) -> Option<Pending> {
+        self.pending.remove(&id)
     }
 
     /// Takes a place for a receiver admitted outside the listener (a push).
@@ -153,7 +148,7 @@ impl Admissions {
             .pending
             .iter()
             .filter(|(_, p)| !keep(p))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| *k)
             .collect();
         for k in gone {
             if let Some(p) = self.pending.remove(&k) {
@@ -173,66 +168,92 @@ pub(crate) fn lock<T>(a: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Gate<C> {
     port: Arc<C>,
     admissions: Arc<Mutex<Admissions>>,
-    runtime: Handle,
     timeout: Duration,
 }
 
-impl<C: ControlPort> AcceptHook for Gate<C> {
-    fn decide(&mut self, req: &ConnectRequest<'_>) -> AcceptDecision {
+impl<C: ControlPort> AsyncAcceptHook for Gate<C> {
+    fn decide(&mut self, req: &ConnectRequest<'_>) -> Decision {
         let request = match ReceiverRequest::from_stream_id(req.stream_id) {
             Ok(r) => r,
             Err(problem) => {
                 tracing::info!(peer = %req.peer, %problem, "receiver refused");
-                return AcceptDecision::Reject(access::REJECT_BAD_STREAM_ID);
+                return AcceptDecision::Reject(access::REJECT_BAD_STREAM_ID).into();
             }
         };
-        let connected = {
-            let mut admissions = lock(&self.admissions);
-            admissions.drop_pending(|p| p.at.elapsed() < PENDING_TTL);
-            admissions.connected(&request)
+        let caller = Caller {
+            id: req.id,
+            peer: req.peer,
+            encrypted: req.encrypted,
+            request,
         };
-        let query = access::AccessQuery {
-            rhb: request.rhb.clone(),
-            flow: request.flow.clone(),
-            source: req.peer.ip().to_canonical(),
-            connected,
-        };
-        let port = &self.port;
-        let answer = tokio::task::block_in_place(|| {
-            self.runtime
-                .block_on(tokio::time::timeout(self.timeout, port.decide(&query)))
-        });
-        let admission = match answer {
-            Ok(Ok(Ok(admission))) => admission,
-            Ok(Ok(Err(Refused { reason, code, .. }))) => {
-                tracing::info!(peer = %req.peer, rhb = %request.rhb, flow = %request.flow, %reason, code, "receiver refused");
-                return AcceptDecision::Reject(code);
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(peer = %req.peer, error = %e, "receiver refused: no access decision");
-                return AcceptDecision::Reject(access::REJECT_DOWN);
-            }
-            Err(_) => {
-                tracing::warn!(peer = %req.peer, timeout = ?self.timeout, "receiver refused: access decision timed out");
-                return AcceptDecision::Reject(access::REJECT_DOWN);
-            }
-        };
-        let mut admissions = lock(&self.admissions);
-        if !admissions.flows.contains(&request.flow) {
-            tracing::warn!(flow = %request.flow, "licensed receiver refused: flow not running on this node");
-            return AcceptDecision::Reject(reject::NOT_FOUND);
+        let (port, admissions) = (self.port.clone(), self.admissions.clone());
+        Decision::later(admit(port, admissions, self.timeout, caller))
+    }
+}
+
+/// What the decision needs of a caller's connect request.
+struct Caller {
+    id: RequestId,
+    peer: SocketAddr,
+    encrypted: bool,
+    request: ReceiverRequest,
+}
+
+/// Asks the control plane about one caller and, when it is admitted, keeps its admission
+/// for its connection.
+async fn admit<C: ControlPort>(
+    port: Arc<C>,
+    admissions: Arc<Mutex<Admissions>>,
+    timeout: Duration,
+    caller: Caller,
+) -> AcceptDecision {
+    let Caller {
+        id,
+        peer,
+        encrypted,
+        request,
+    } = caller;
+    let connected = {
+        let mut admissions = lock(&admissions);
+        admissions.drop_pending(|p| p.at.elapsed() < PENDING_TTL);
+        admissions.connected(&request)
+    };
+    let query = access::AccessQuery {
+        rhb: request.rhb.clone(),
+        flow: request.flow.clone(),
+        source: peer.ip().to_canonical(),
+        connected,
+    };
+    let admission = match tokio::time::timeout(timeout, port.decide(&query)).await {
+        Ok(Ok(Ok(admission))) => admission,
+        Ok(Ok(Err(Refused { reason, code, .. }))) => {
+            tracing::info!(%peer, rhb = %request.rhb, flow = %request.flow, %reason, code, "receiver refused");
+            return AcceptDecision::Reject(code);
         }
-        let passphrase = access::passphrase_for(&admission, req.encrypted);
-        if passphrase.is_some() != req.encrypted {
-            // SRT would refuse this pairing itself; refusing here keeps the licence's place.
-            tracing::info!(peer = %req.peer, rhb = %request.rhb, "receiver refused: encryption mismatch");
-            return AcceptDecision::Reject(reject::UNSECURE);
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "receiver refused: no access decision");
+            return AcceptDecision::Reject(access::REJECT_DOWN);
         }
-        admissions.admit(req.peer, req.stream_id.raw.clone(), request, admission);
-        AcceptDecision::Accept {
-            passphrase,
-            latency: None,
+        Err(_) => {
+            tracing::warn!(%peer, ?timeout, "receiver refused: access decision timed out");
+            return AcceptDecision::Reject(access::REJECT_DOWN);
         }
+    };
+    let mut admissions = lock(&admissions);
+    if !admissions.flows.contains(&request.flow) {
+        tracing::warn!(flow = %request.flow, "licensed receiver refused: flow not running on this node");
+        return AcceptDecision::Reject(reject::NOT_FOUND);
+    }
+    let passphrase = access::passphrase_for(&admission, encrypted);
+    if passphrase.is_some() != encrypted {
+        // SRT would refuse this pairing itself; refusing here keeps the licence's place.
+        tracing::info!(%peer, rhb = %request.rhb, "receiver refused: encryption mismatch");
+        return AcceptDecision::Reject(reject::UNSECURE);
+    }
+    admissions.admit(id, request, admission);
+    AcceptDecision::Accept {
+        passphrase,
+        latency: None,
     }
 }
 
@@ -306,15 +327,10 @@ impl LiveNode {
         port: Arc<C>,
         config: NodeConfig,
     ) -> Result<Self, NodeError> {
-        let runtime = Handle::current();
-        if runtime.runtime_flavor() != RuntimeFlavor::MultiThread {
-            return Err(NodeError::RuntimeFlavor);
-        }
         let admissions = Arc::new(Mutex::new(Admissions::default()));
         let gate = Gate {
             port: port.clone(),
             admissions: admissions.clone(),
-            runtime,
             timeout: config.decide_timeout,
         };
         let listener_config = ListenerConfig {
@@ -325,7 +341,7 @@ impl LiveNode {
             },
             max_connections: config.max_receivers,
         };
-        let listener = SrtListener::bind(config.listen, listener_config, gate)
+        let listener = SrtListener::bind_async(config.listen, listener_config, gate)
             .await
             .map_err(|source| NodeError::Bind {
                 addr: config.listen,
@@ -335,7 +351,6 @@ impl LiveNode {
         let (commands, command_rx) = mpsc::channel(64);
         let (usage, usage_rx) = UsageLog::new();
         let (gone, gone_rx) = mpsc::unbounded_channel();
-        let (chunks, chunk_rx) = mpsc::channel(1024);
         let usage_writer = tokio::spawn(write_usage(port.clone(), usage_rx));
         let spawn_push: SpawnPush = {
             let (port, admissions, usage) = (port.clone(), admissions.clone(), usage.clone());
@@ -361,9 +376,9 @@ impl LiveNode {
             expiries: BinaryHeap::new(),
             usage,
             gone,
-            chunks,
+            waiting: Vec::new(),
         };
-        let main = tokio::spawn(outputs.run(config.usage_interval, command_rx, chunk_rx, gone_rx));
+        let main = tokio::spawn(outputs.run(config.usage_interval, command_rx, gone_rx));
         Ok(LiveNode {
             handle: NodeHandle { commands, listen },
             main,
@@ -401,9 +416,8 @@ struct FlowOut {
     bus: FlowBus,
     /// The flow's receivers that get data, as `send_many` takes them.
     ids: Arc<[ConnectionId]>,
-    forwarder: JoinHandle<()>,
-    /// Chunks the forwarder missed because this loop fell behind the flow.
-    dropped: Arc<AtomicU64>,
+    /// Chunks this loop missed because it fell a whole bus behind the flow.
+    dropped: u64,
 }
 
 struct Receiver {
@@ -439,7 +453,33 @@ struct Outputs {
     expiries: BinaryHeap<Reverse<(Instant, ConnectionId)>>,
     usage: UsageLog,
     gone: mpsc::UnboundedSender<(ConnectionId, Option<CloseReason>)>,
-    chunks: mpsc::Sender<(Arc<str>, Chunk)>,
+    /// Each attached flow's wait for its next chunk.
+    waiting: Vec<(Arc<str>, NextChunk)>,
+}
+
+/// A flow's bus cursor waiting for the next chunk; it comes back with the chunk.
+type NextChunk = Pin<Box<dyn Future<Output = (BusReceiver, Option<Chunk>)> + Send>>;
+
+fn next_chunk(mut bus: BusReceiver) -> NextChunk {
+    Box::pin(async move {
+        let chunk = bus.next().await;
+        (bus, chunk)
+    })
+}
+
+/// The first flow with a chunk ready. The loop reads the buses itself, so a chunk goes from
+/// the source's task to the listener's driver with no task in between.
+fn poll_chunks(
+    waiting: &mut Vec<(Arc<str>, NextChunk)>,
+    cx: &mut Context<'_>,
+) -> Poll<(Arc<str>, BusReceiver, Option<Chunk>)> {
+    for i in 0..waiting.len() {
+        if let Poll::Ready((bus, chunk)) = waiting[i].1.as_mut().poll(cx) {
+            let (flow, _) = waiting.swap_remove(i);
+            return Poll::Ready((flow, bus, chunk));
+        }
+    }
+    Poll::Pending
 }
 
 /// The instant `at` will be, on the monotonic clock.
@@ -453,6 +493,7 @@ fn close_reason_text(reason: Option<CloseReason>) -> &'static str {
         Some(CloseReason::PeerShutdown) => "peer_closed",
         Some(CloseReason::IdleTimeout) => "timeout",
         Some(CloseReason::Local) => "closed",
+        Some(CloseReason::Error(_)) => "error",
         Some(CloseReason::Rejected(_) | CloseReason::ConnectTimeout) | None => "lost",
     }
 }
@@ -462,7 +503,6 @@ impl Outputs {
         mut self,
         usage_interval: Duration,
         mut commands: mpsc::Receiver<Command>,
-        mut chunk_rx: mpsc::Receiver<(Arc<str>, Chunk)>,
         mut gone_rx: mpsc::UnboundedReceiver<(ConnectionId, Option<CloseReason>)>,
     ) {
         let mut tick = tokio::time::interval(usage_interval);
@@ -481,8 +521,9 @@ impl Outputs {
                 },
                 () = sleep_until(next_expiry) => self.cut_expired(),
                 Some((id, reason)) = gone_rx.recv() => self.on_gone(id, reason),
-                conn = self.listener.accept() => match conn {
-                    Some(conn) => self.on_accept(conn),
+                incoming = self.listener.incoming() => match incoming {
+                    Some(Incoming::Accepted(conn)) => self.on_accept(conn),
+                    Some(Incoming::Refused(refusal)) => self.on_refused(&refusal),
                     None => {
                         tracing::error!("receiver listener stopped");
                         break;
@@ -492,15 +533,8 @@ impl Outputs {
                     Some(Command::Stop) | None => break,
                     Some(command) => self.command(command),
                 },
-                Some((flow, chunk)) = chunk_rx.recv() => {
-                    self.fan_out(&flow, &chunk);
-                    // Take what else is waiting before going back to the other branches.
-                    for _ in 0..64 {
-                        match chunk_rx.try_recv() {
-                            Ok((flow, chunk)) => self.fan_out(&flow, &chunk),
-                            Err(_) => break,
-                        }
-                    }
+                (flow, bus, chunk) = std::future::poll_fn(|cx| poll_chunks(&mut self.waiting, cx)) => {
+                    self.on_chunks(flow, bus, chunk);
                 }
                 _ = tick.tick() => self.report_usage(),
             }
@@ -529,21 +563,15 @@ impl Outputs {
             return Err(NodeError::FlowExists(name));
         }
         let flow: Arc<str> = name.as_str().into();
-        let dropped = Arc::new(AtomicU64::new(0));
-        let forwarder = tokio::spawn(forward(
-            flow.clone(),
-            bus.subscribe(),
-            self.chunks.clone(),
-            dropped.clone(),
-        ));
+        self.waiting
+            .push((flow.clone(), next_chunk(bus.subscribe())));
         lock(&self.admissions).flows.insert(name);
         self.flows.insert(
             flow,
             FlowOut {
                 bus,
                 ids: Arc::from([]),
-                forwarder,
-                dropped,
+                dropped: 0,
             },
         );
         Ok(())
@@ -565,10 +593,10 @@ impl Outputs {
     }
 
     fn detach(&mut self, name: &str) -> Result<(), NodeError> {
-        let Some(flow) = self.flows.remove(name) else {
+        if self.flows.remove(name).is_none() {
             return Err(NodeError::UnknownFlow(name.to_owned()));
-        };
-        flow.forwarder.abort();
+        }
+        self.waiting.retain(|(f, _)| &**f != name);
         lock(&self.admissions).flows.remove(name);
         self.pushes.retain(|p| {
             let keep = &*p.flow != name;
@@ -589,9 +617,21 @@ impl Outputs {
         Ok(())
     }
 
+    /// An admitted caller whose handshake failed (e.g. a wrong passphrase): its place goes
+    /// back to the licence.
+    fn on_refused(&mut self, refusal: &Refusal) {
+        let mut admissions = lock(&self.admissions);
+        if let Some(pending) = admissions.take(refusal.id) {
+            tracing::info!(peer = %refusal.peer, rhb = %pending.request.rhb, code = refusal.code, "admitted receiver failed its handshake");
+            admissions.release(&pending.request);
+        }
+    }
+
     fn on_accept(&mut self, conn: SrtConnection) {
-        let raw = conn.stream_id().unwrap_or_default().to_owned();
-        let Some(pending) = lock(&self.admissions).take(conn.peer(), &raw) else {
+        let pending = conn
+            .request_id()
+            .and_then(|id| lock(&self.admissions).take(id));
+        let Some(pending) = pending else {
             // Its admission was withdrawn (licence changed) while the handshake finished.
             tracing::info!(peer = %conn.peer(), "receiver dropped: admission withdrawn during handshake");
             return;
@@ -645,6 +685,24 @@ impl Outputs {
                 .filter(|(_, r)| &*r.flow == flow && r.cut.is_none())
                 .map(|(&id, _)| id)
                 .collect();
+        }
+    }
+
+    /// Sends a flow's chunk and whatever else its bus holds already, then waits for more.
+    fn on_chunks(&mut self, flow: Arc<str>, mut bus: BusReceiver, chunk: Option<Chunk>) {
+        let Some(chunk) = chunk else {
+            return; // the flow's sources are gone; detaching it is the flow's business
+        };
+        self.fan_out(&flow, &chunk);
+        for _ in 0..64 {
+            match bus.try_next() {
+                Some(chunk) => self.fan_out(&flow, &chunk),
+                None => break,
+            }
+        }
+        if let Some(out) = self.flows.get_mut(&flow) {
+            out.dropped = bus.dropped();
+            self.waiting.push((flow, next_chunk(bus)));
         }
     }
 
@@ -764,7 +822,7 @@ impl Outputs {
                 (
                     name.to_string(),
                     stats.bytes_in.load(Ordering::Relaxed),
-                    out.dropped.load(Ordering::Relaxed),
+                    out.dropped,
                     receivers,
                     pushes,
                 )
@@ -803,9 +861,8 @@ impl Outputs {
     }
 
     fn shutdown(mut self) {
-        for (_, flow) in self.flows.drain() {
-            flow.forwarder.abort();
-        }
+        self.waiting.clear();
+        self.flows.clear();
         for push in self.pushes.drain(..) {
             let _ = push.stop.send(Some("node_shutdown"));
         }
@@ -824,20 +881,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Moves a flow's chunks into the node's loop; counts what it was too slow for.
-async fn forward(
-    flow: Arc<str>,
-    mut bus: crate::fanout::BusReceiver,
-    to: mpsc::Sender<(Arc<str>, Chunk)>,
-    dropped: Arc<AtomicU64>,
-) {
-    while let Some(chunk) = bus.next().await {
-        dropped.store(bus.dropped(), Ordering::Relaxed);
-        if to.send((flow.clone(), chunk)).await.is_err() {
-            return;
-        }
     }
 }

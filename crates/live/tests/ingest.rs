@@ -116,13 +116,9 @@ async fn killing_the_main_srt_publisher_keeps_the_output_continuous() {
         ("main", "backup")
     );
     assert_eq!(switch.reason, "stalled");
-    // Two independent encoders call for a cold join, but a run of packets both muxers write
-    // identically (PSI, encoder SEI) can still pass for the join point now and then: a known
-    // weakness of the join search, reported rather than failed until it is fixed. The
-    // broadcaster-side check that matters (no continuity error) follows below either way.
-    if switch.seamless {
-        eprintln!("note: the switch between two different encoders was judged seamless");
-    }
+    // Two independent encoders: a cold join, even though both muxers write many packets
+    // alike (PSI, x264's CBR filler).
+    assert!(!switch.seamless, "two encoders: a cold join");
     let silent = switch.silent_ms.unwrap();
     assert!(
         silent < 200,
@@ -320,7 +316,14 @@ async fn merge_of_two_paths_with_different_2_percent_losses_loses_nothing() {
             .filter_map(|x| x.rtp.as_ref())
             .map(|p| p.packets)
             .sum();
-        s.merge.as_ref().is_some_and(|m| m.packets == n) && paths == delivered
+        // Each path's losses settle a recovery window after their packets went out.
+        let settled = s
+            .sources
+            .iter()
+            .filter_map(|x| x.rtp.as_ref())
+            .map(|p| p.lost.saturating_sub(p.late))
+            .eq([u64::from(lost_a), u64::from(lost_b)]);
+        s.merge.as_ref().is_some_and(|m| m.packets == n) && paths == delivered && settled
     })
     .await;
     let merge = s.merge.clone().unwrap();
@@ -331,9 +334,16 @@ async fn merge_of_two_paths_with_different_2_percent_losses_loses_nothing() {
     );
     assert_eq!(a.packets, n - u64::from(lost_a));
     assert_eq!(b.packets, n - u64::from(lost_b));
-    // The per-path loss counters settle when a sequence number leaves the merger's history
-    // (4096 packets), later than this short feed; the per-path monitors saw the gaps.
-    assert!(a.recovered_from_other <= a.lost && b.recovered_from_other <= b.lost);
+    // Every packet one path lost, the other delivered: all recovered, none lost on both. A
+    // copy that came after the recovery window (a busy machine) counts as lost on its path.
+    for (path, dropped) in [(&a, lost_a), (&b, lost_b)] {
+        let lost = u64::from(dropped) + path.late;
+        assert_eq!(
+            (path.lost, path.recovered_from_other),
+            (lost, lost),
+            "{s:#?}"
+        );
+    }
     assert!(
         s.sources
             .iter()
