@@ -338,10 +338,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
                         improved = true;
                     }
                 }
-                // An empty vehicle only pays for `u` if its own route changed.
-                let ru = self.route_of[u];
-                let changed = ru != NONE && (first || self.routes[ru].modified > tested);
-                if changed && self.empty_route_moves(u) {
+                if self.empty_route_moves(u) {
                     improved = true;
                 }
             }
