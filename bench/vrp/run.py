@@ -487,7 +487,7 @@ def main() -> None:
 
     if args.from_json:
         results = [r for f in args.from_json.split(",") for r in json.loads(Path(f).read_text())]
-        names = list(dict.fromkeys(r["instance"] for r in results))
+        names = sorted(dict.fromkeys(r["instance"] for r in results), key=lambda n: (instance_class(n), n))
         solvers = [s for s in SOLVERS if any(r["solver"] == s for r in results)]
         budgets = sorted({r["budget_s"] for r in results})
         seeds = sorted({r["seed"] for r in results})
