@@ -229,7 +229,7 @@ async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the store answers a query.
+/// Readiness: the store answers a query and takes the access-decision log.
 #[utoipa::path(get, path = "/readyz", tag = "service", security(()),
     responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn readyz(State(s): State<AppState>) -> Result<Json<Health>, Problem> {
@@ -238,6 +238,9 @@ async fn readyz(State(s): State<AppState>) -> Result<Json<Health>, Problem> {
         .ping()
         .await
         .map_err(|_| Problem::unavailable())?;
+    if !s.control.decision_log_healthy() {
+        return Err(Problem::unavailable());
+    }
     Ok(Json(Health { status: "ready" }))
 }
 

@@ -354,6 +354,12 @@ impl ControlPlane {
         self.store().close().await;
     }
 
+    /// False while committing the decision log fails (decisions are refused meanwhile on the
+    /// fast path; see [`ControlPlane::decide`]).
+    pub fn decision_log_healthy(&self) -> bool {
+        self.inner.log.healthy.load(Ordering::Acquire)
+    }
+
     /// This node's name among the nodes sharing the store.
     pub fn node_name(&self) -> &str {
         &self.inner.node.name

@@ -116,6 +116,7 @@ fn decisions_left_in_the_spool_by_a_crash_are_committed_at_the_next_start() {
         .await
         .expect("decisions are refused while the log cannot commit");
         assert!(refused.contains("failing"), "{refused}");
+        assert!(!control.decision_log_healthy(), "readiness reports it");
         assert!(
             tokio::time::timeout(Duration::from_millis(300), control.flush_decisions())
                 .await

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use stadion_control::ControlPlane;
+use stadion_control::{ControlPlane, NodeConfig};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -122,6 +122,11 @@ pub struct ServeArgs {
     /// Name of the host organisation created on first start [default: host].
     #[arg(long, env = "STADION_HOST_NAME", value_name = "NAME")]
     host_name: Option<String>,
+    /// This node's name among the nodes sharing the store: stable across restarts (the
+    /// receiver sessions a crash left open are closed at the next start) and unique
+    /// [default: the machine's host name].
+    #[arg(long, env = "STADION_NODE", value_name = "NAME")]
+    node: Option<String>,
     /// UDP address where venue encoders publish flows over SRT [default: 0.0.0.0:9000].
     #[arg(long, env = "STADION_SRT_INGEST", value_name = "ADDR:PORT")]
     srt_ingest: Option<SocketAddr>,
@@ -131,7 +136,7 @@ pub struct ServeArgs {
     /// SRT latency offered to encoders and broadcasters, in milliseconds [default: 120].
     #[arg(long, env = "STADION_SRT_LATENCY_MS", value_name = "MS")]
     srt_latency_ms: Option<u64>,
-    /// TOML file with any of `data_dir`, `listen`, `store`, `host_name`, `srt_ingest`,
+    /// TOML file with any of `data_dir`, `listen`, `store`, `host_name`, `node`, `srt_ingest`,
     /// `srt_receive`, `srt_latency_ms`; flags and environment variables override it.
     #[arg(long, env = "STADION_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -145,6 +150,7 @@ struct ConfigFile {
     listen: Option<SocketAddr>,
     store: Option<String>,
     host_name: Option<String>,
+    node: Option<String>,
     srt_ingest: Option<SocketAddr>,
     srt_receive: Option<SocketAddr>,
     srt_latency_ms: Option<u64>,
@@ -157,6 +163,7 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub store: String,
     pub host_name: String,
+    pub node: String,
     pub live: crate::live::LiveSettings,
 }
 
@@ -188,6 +195,10 @@ impl ServeArgs {
                 .host_name
                 .or(file.host_name)
                 .unwrap_or_else(|| "host".into()),
+            node: self
+                .node
+                .or(file.node)
+                .unwrap_or_else(|| NodeConfig::from_host().name),
             data_dir,
             store,
             live: crate::live::LiveSettings {
@@ -224,7 +235,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn open_control_plane(config: &ServeConfig) -> anyhow::Result<ControlPlane> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let control = ControlPlane::open(&config.store)
+    let control = ControlPlane::open_node(&config.store, NodeConfig::named(&config.node))
         .await
         .with_context(|| format!("opening the store {}", redact_url(&config.store)))?;
     let preset = std::env::var("STADION_ADMIN_TOKEN")
@@ -1151,7 +1162,7 @@ mod tests {
         let file = dir.join("stadion.toml");
         std::fs::write(
             &file,
-            "listen = \"127.0.0.1:9000\"\nhost_name = \"obs\"\ndata_dir = \"/tmp/x\"\n",
+            "listen = \"127.0.0.1:9000\"\nhost_name = \"obs\"\ndata_dir = \"/tmp/x\"\nnode = \"venue-7\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -1159,6 +1170,7 @@ mod tests {
             listen: Some("127.0.0.1:9100".parse().unwrap()),
             store: None,
             host_name: None,
+            node: None,
             srt_ingest: None,
             srt_receive: None,
             srt_latency_ms: None,
@@ -1167,12 +1179,14 @@ mod tests {
         let c = args.resolve().unwrap();
         assert_eq!(c.listen.port(), 9100, "the flag beats the file");
         assert_eq!(c.host_name, "obs", "the file beats the default");
+        assert_eq!(c.node, "venue-7");
         assert_eq!(c.store, "sqlite:///tmp/x/stadion.db");
         let defaults = ServeArgs {
             data_dir: None,
             listen: None,
             store: None,
             host_name: None,
+            node: None,
             srt_ingest: None,
             srt_receive: None,
             srt_latency_ms: None,
@@ -1188,6 +1202,7 @@ mod tests {
             listen: None,
             store: None,
             host_name: None,
+            node: None,
             srt_ingest: None,
             srt_receive: None,
             srt_latency_ms: None,
