@@ -273,6 +273,11 @@ impl ControlPlane {
     }
 
     fn start(store: Store, node: NodeConfig, spool: Option<Spool>) -> Self {
+        if let Some(spool) = &spool {
+            let progress = store.decision_progress();
+            progress.answered.store(spool.last(), Ordering::Release);
+            progress.committed.send_replace(spool.last());
+        }
         let (events, _) = broadcast::channel(1024);
         let (jobs, queue) = mpsc::channel(DECISION_QUEUE);
         let fast = spool.is_some();
@@ -683,7 +688,7 @@ impl ControlPlane {
         let connected = req.connected.saturating_add(row.elsewhere);
         let decision = resolve(&row, now, req.source, connected);
         let entry = decision_audit(actor, req, &row, &decision, now);
-        self.inner.log.record(entry).await?;
+        self.inner.log.record(self.store(), entry).await?;
         let outcome = match &decision {
             Ok(_) => "allow",
             Err(d) => d.reason.as_str(),
@@ -710,7 +715,7 @@ impl ControlPlane {
 
 impl DecisionLog {
     /// Puts a decision's entry on record: into the spool (returns at once) or committed.
-    async fn record(&self, entry: NewAudit) -> Result<(), StoreError> {
+    async fn record(&self, store: &Store, entry: NewAudit) -> Result<(), StoreError> {
         let Some(spool) = &self.spool else {
             let (done, ack) = oneshot::channel();
             let committed = match self.jobs.send(LogJob::Waiting { entry, done }).await {
@@ -735,6 +740,10 @@ impl DecisionLog {
             StoreError::Spool(format!("{DECISION_QUEUE} decisions wait for the store"))
         })?;
         let n = spool.append(&entry)?;
+        store
+            .decision_progress()
+            .answered
+            .store(n, Ordering::Release);
         slot.send(LogJob::Spooled { entry, n });
         metrics::gauge!("stadion_decision_log_pending").set(spool.pending() as f64);
         Ok(())
@@ -884,6 +893,7 @@ async fn decision_log_writer(
             healthy.store(true, Ordering::Release);
             if let (Some(spool), Some(n)) = (&spool, through) {
                 let mut spool = spool.lock().unwrap_or_else(PoisonError::into_inner);
+                store.decision_progress().committed.send_replace(n);
                 if let Err(e) = spool.committed_through(n) {
                     tracing::error!(error = %e, "tidying the decision spool failed");
                 }

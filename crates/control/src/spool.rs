@@ -189,6 +189,11 @@ impl Spool {
         Ok(line.n)
     }
 
+    /// The number of the last entry spooled.
+    pub fn last(&self) -> u64 {
+        self.next - 1
+    }
+
     /// Entries spooled but not yet known to be committed.
     pub fn pending(&self) -> u64 {
         self.next - 1 - self.committed

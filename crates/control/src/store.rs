@@ -434,6 +434,25 @@ pub struct Store {
     /// The PostgreSQL URL, for the change listener's own connection.
     postgres_url: Option<SecretUrl>,
     changes: Arc<Changes>,
+    /// Decisions answered before their audit entry was committed (the spool's numbers).
+    decisions: Arc<DecisionProgress>,
+}
+
+/// How far the decision log is: the last spool number answered and the last committed, so
+/// that a read of the audit log through the store includes every decision answered before it.
+#[derive(Debug)]
+pub(crate) struct DecisionProgress {
+    pub answered: AtomicU64,
+    pub committed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for DecisionProgress {
+    fn default() -> Self {
+        DecisionProgress {
+            answered: AtomicU64::new(0),
+            committed: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 /// A connection URL that may hold a password: kept out of `Debug` output.
@@ -541,6 +560,7 @@ impl Store {
             sqlite_path,
             postgres_url,
             changes,
+            decisions: Arc::default(),
         })
     }
 
@@ -1185,7 +1205,26 @@ impl Store {
         Ok(snap)
     }
 
+    /// The decision log's progress (see [`DecisionProgress`]).
+    pub(crate) fn decision_progress(&self) -> &DecisionProgress {
+        &self.decisions
+    }
+
+    /// The audit log, filtered and paged. It includes every access decision answered through
+    /// this store before the call: it waits (up to 2 s) for the decision log to commit them.
     pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let answered = self.decisions.answered.load(Ordering::Acquire);
+        let mut committed = self.decisions.committed.subscribe();
+        // (`wait_for`'s guard is dropped at once: it must not live across an await.)
+        let caught_up = tokio::time::timeout(
+            Duration::from_secs(2),
+            committed.wait_for(|c| *c >= answered),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if !caught_up {
+            tracing::warn!("reading the audit log while answered decisions wait to be committed");
+        }
         let mut cond = Conditions::default();
         cond.push_uuid("org_id", filter.org_id);
         cond.push_uuid("flow_id", filter.flow_id);
