@@ -1,6 +1,7 @@
 //! `stadion serve` end to end, driven only through the binary's own CLI and real peers:
 //! Debian's ffmpeg publishes a flow over SRT, a licensed broadcaster receives it with ffmpeg,
-//! and ffprobe finds its video and audio; a wrong passphrase gets nothing.
+//! and ffprobe finds its video and audio; a wrong passphrase gets nothing; what was delivered
+//! is in the sessions and usage reports, and revoking the licence cuts a receiver, on record.
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
@@ -59,28 +60,51 @@ fn ok(server: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn receive(port: u16, passphrase: &str, file: &Path) -> bool {
+/// An ffmpeg receiver of the flow as rhb-one, copying `seconds` of it into `file`.
+fn receiver(port: u16, passphrase: &str, seconds: u32, file: &Path) -> Command {
     let url = format!(
         "srt://127.0.0.1:{port}?streamid=#!::r=final,u=rhb-one&passphrase={passphrase}&timeout=3000000"
     );
-    Command::new("timeout")
-        .args([
-            "15",
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            &url,
-            "-t",
-            "3",
-            "-c",
-            "copy",
-        ])
-        .arg(file)
+    let mut command = Command::new("timeout");
+    command
+        .args(["15", "ffmpeg", "-loglevel", "error", "-y", "-i", &url])
+        .args(["-t", &seconds.to_string(), "-c", "copy"])
+        .arg(file);
+    command
+}
+
+fn receive(port: u16, passphrase: &str, file: &Path) -> bool {
+    receiver(port, passphrase, 3, file)
         .status()
         .unwrap()
         .success()
+}
+
+/// `stadion <args> --json` as JSON.
+fn json(server: &str, args: &[&str]) -> serde_json::Value {
+    let args: Vec<_> = args.iter().copied().chain(["--json"]).collect();
+    serde_json::from_str(&ok(server, &args)).unwrap()
+}
+
+/// Asks the sessions report until `done` holds for it (the node stores a session's end as
+/// soon as it sees it, within a few hundred milliseconds); panics after 10 s.
+fn sessions_until(
+    server: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let started = Instant::now();
+    loop {
+        let sessions = json(server, &["sessions"]);
+        let sessions = sessions.as_array().unwrap();
+        if done(sessions) {
+            return sessions.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "sessions never got there: {sessions:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn codecs(file: &Path) -> String {
@@ -160,7 +184,7 @@ fn a_licensed_broadcaster_receives_what_an_encoder_publishes_through_serve() {
             transport.to_str().unwrap(),
         ],
     );
-    ok(
+    let licence = json(
         &server,
         &[
             "licence",
@@ -179,6 +203,7 @@ fn a_licensed_broadcaster_receives_what_an_encoder_publishes_through_serve() {
             "RHB_PASSPHRASE",
         ],
     );
+    let licence = licence["id"].as_str().unwrap().to_owned();
 
     let publish_url = format!(
         "srt://127.0.0.1:{ingest}?streamid=#!::r=final,m=publish&passphrase=venue-secret-0001"
@@ -218,9 +243,41 @@ fn a_licensed_broadcaster_receives_what_an_encoder_publishes_through_serve() {
         !receive(receive_port, "not-the-passphrase", &bad) || codecs(&bad).is_empty(),
         "a wrong passphrase must receive nothing"
     );
-    let audit = ok(&server, &["audit", "--json"]);
+    // The good receiver's session is stored with what it got; the wrong passphrase failed
+    // in the handshake and has none.
+    let sessions = sessions_until(&server, |s| {
+        s.len() == 1 && s[0]["disconnect_reason"] == "peer_closed"
+    });
     assert!(
-        audit.contains("live.connect"),
-        "the receiver's session is audited"
+        sessions[0]["bytes"].as_u64().unwrap() > 10_000,
+        "{sessions:?}"
     );
+    let usage = json(&server, &["usage", "--org", "rhb-one", "--flow", "final"]);
+    assert_eq!(usage[0]["bytes"], sessions[0]["bytes"], "{usage:?}");
+    let audit = ok(&server, &["audit", "--json"]);
+    assert!(!audit.contains("live.connect"), "usage is not audited");
+
+    // Revoking during playback cuts the receiver and the session says why.
+    let _playing = Guard(
+        receiver(
+            receive_port,
+            "rhb-one-secret-01",
+            20,
+            &dir.path().join("cut.ts"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    sessions_until(&server, |s| {
+        s.len() == 2 && s[0]["disconnected_at"].is_null()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    ok(
+        &server,
+        &["licence", "revoke", &licence, "--reason", "test"],
+    );
+    let sessions = sessions_until(&server, |s| s[0]["disconnect_reason"] == "revoked");
+    assert!(sessions[0]["bytes"].as_u64().unwrap() > 0, "{sessions:?}");
 }
