@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 pub struct Chunk {
     /// Position in the flow, counting from 0 at flow start; gaps never occur on the bus.
     pub seq: u64,
-    /// When the chunk entered the node: outputs use it to measure node-added latency.
+    /// When the chunk entered the node: the receivers' fan-out measures node-added latency from it.
     pub arrival: Instant,
     pub payload: Bytes,
 }

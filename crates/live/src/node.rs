@@ -412,12 +412,19 @@ async fn write_usage<C: ControlPort>(port: Arc<C>, mut rx: mpsc::UnboundedReceiv
     }
 }
 
+/// Prometheus name of the node-added latency per flow (seconds; a summary with quantiles when
+/// served by `stadion serve`'s `/metrics`).
+pub const NODE_DELAY_METRIC: &str = "stadion_live_node_delay_seconds";
+
 struct FlowOut {
     bus: FlowBus,
     /// The flow's receivers that get data, as `send_many` takes them.
     ids: Arc<[ConnectionId]>,
     /// Chunks this loop missed because it fell a whole bus behind the flow.
     dropped: u64,
+    /// Node-added latency: from a chunk's arrival at the node to its hand-over to the
+    /// receivers' send queues, where SRT stamps it (later sends do not move its play time).
+    delay: metrics::Histogram,
 }
 
 struct Receiver {
@@ -565,6 +572,7 @@ impl Outputs {
         let flow: Arc<str> = name.as_str().into();
         self.waiting
             .push((flow.clone(), next_chunk(bus.subscribe())));
+        let delay = metrics::histogram!(NODE_DELAY_METRIC, "flow" => name.clone());
         lock(&self.admissions).flows.insert(name);
         self.flows.insert(
             flow,
@@ -572,6 +580,7 @@ impl Outputs {
                 bus,
                 ids: Arc::from([]),
                 dropped: 0,
+                delay,
             },
         );
         Ok(())
@@ -713,6 +722,7 @@ impl Outputs {
         if out.ids.is_empty() {
             return;
         }
+        out.delay.record(chunk.arrival.elapsed().as_secs_f64());
         let (mut packets, mut bytes) = (0u64, 0u64);
         for payload in output::payloads(&chunk.payload) {
             packets += 1;

@@ -3,7 +3,8 @@
 //! and ffprobe finds its video and audio; a wrong passphrase gets nothing; what was delivered
 //! is in the sessions and usage reports, and revoking the licence cuts a receiver, on record.
 
-use std::net::{TcpListener, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -105,6 +106,24 @@ fn sessions_until(
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The Prometheus text `serve` exposes at `/metrics` (plain HTTP/1.1, no client needed).
+fn scrape_metrics(http: u16) -> String {
+    let mut conn = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The value of the first sample of `metric` whose labels contain `labels`.
+fn sample(text: &str, metric: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with('{'))
+        .find(|l| l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 fn codecs(file: &Path) -> String {
@@ -256,6 +275,22 @@ fn a_licensed_broadcaster_receives_what_an_encoder_publishes_through_serve() {
     assert_eq!(usage[0]["bytes"], sessions[0]["bytes"], "{usage:?}");
     let audit = ok(&server, &["audit", "--json"]);
     assert!(!audit.contains("live.connect"), "usage is not audited");
+
+    // The node's own added latency is on /metrics, per flow.
+    let metrics = scrape_metrics(http);
+    let delays = sample(
+        &metrics,
+        "stadion_live_node_delay_seconds_count",
+        "flow=\"final\"",
+    );
+    assert!(delays.is_some_and(|n| n > 0.0), "{metrics}");
+    let p99 = sample(
+        &metrics,
+        "stadion_live_node_delay_seconds",
+        "quantile=\"0.99\"",
+    )
+    .unwrap();
+    assert!((0.0..1.0).contains(&p99), "node delay p99 {p99} s");
 
     // Revoking during playback cuts the receiver and the session says why.
     let _playing = Guard(
