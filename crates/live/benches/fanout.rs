@@ -89,6 +89,12 @@ fn main() {
             format!("{:.2}", ours.p99_ms),
             format!("{:.2}", theirs.p99_ms),
         ),
+        (
+            "node-added latency p50 / p99 at the node, ms",
+            ours.node_delay_ms
+                .map_or("-".into(), |(p50, p99)| format!("{p50:.3} / {p99:.3}")),
+            "-".into(),
+        ),
     ] {
         println!("| {label} | {a} | {b} |");
     }
@@ -118,6 +124,9 @@ struct Outcome {
     pss_per_receiver_kib: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// The node's own measure of its added latency (arrival to send queue), p50 and p99 in ms;
+    /// only the stadion node has one.
+    node_delay_ms: Option<(f64, f64)>,
 }
 
 /// CPU seconds (user + system) a process has used.
@@ -289,6 +298,7 @@ async fn measure(
         pss_per_receiver_kib: pss,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
+        node_delay_ms: None,
     }
 }
 
@@ -310,10 +320,10 @@ async fn run_stadion(receivers: usize, mbps: u64, secs: u64) -> Outcome {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the node child");
+    let mut to_child = child.stdin.take().unwrap();
+    let mut from_child = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    from_child.read_line(&mut line).unwrap();
     let ports: Vec<u16> = line
         .trim()
         .strip_prefix("READY ")
@@ -338,6 +348,20 @@ async fn run_stadion(receivers: usize, mbps: u64, secs: u64) -> Outcome {
     )
     .await;
     out.pss_per_receiver_kib = (out.pss_per_receiver_kib - idle) / receivers as f64;
+    // Ask the node for its own latency histogram (stadion_live_node_delay_seconds).
+    let mut answer = String::new();
+    if writeln!(to_child, "delay").is_ok() && from_child.read_line(&mut answer).is_ok() {
+        let ms: Vec<f64> = answer
+            .trim()
+            .strip_prefix("DELAY ")
+            .unwrap_or_default()
+            .split(' ')
+            .filter_map(|v| v.parse::<f64>().ok().map(|s| s * 1000.0))
+            .collect();
+        if let [p50, p99] = ms[..] {
+            out.node_delay_ms = Some((p50, p99));
+        }
+    }
     out
 }
 
@@ -386,6 +410,10 @@ fn free_port() -> u16 {
 /// licence admitting every bench receiver. Prints `READY <srt port> <udp port>` and runs until
 /// its standard input closes.
 fn node_child() {
+    // Installed before the node starts, so the node's histograms record into it.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -462,8 +490,24 @@ fn node_child() {
         )
         .unwrap();
         stdout.flush().unwrap();
-        let mut sink = Vec::new();
-        let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
+        // Each line from the parent asks for the node-added latency quantiles, in seconds.
+        let mut asks =
+            tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tokio::io::stdin()));
+        while let Ok(Some(_)) = asks.next_line().await {
+            let text = metrics.render();
+            let quantile = |q: &str| {
+                text.lines()
+                    .find(|l| {
+                        l.starts_with(stadion_live::node::NODE_DELAY_METRIC)
+                            && l.contains(&format!("quantile=\"{q}\""))
+                    })
+                    .and_then(|l| l.rsplit(' ').next())
+                    .unwrap_or("nan")
+                    .to_owned()
+            };
+            writeln!(stdout, "DELAY {} {}", quantile("0.5"), quantile("0.99")).unwrap();
+            stdout.flush().unwrap();
+        }
         node.stop().await;
     });
 }
