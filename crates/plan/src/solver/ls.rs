@@ -662,11 +662,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
                 }
             } else {
                 let (c, d) = (pv, pv + m - 1);
-                let ((s1, e1), (s2, e2)) = if b < c {
-                    ((a, b), (c, d))
-                } else if d < a {
-                    ((c, d), (a, b))
-                } else {
+                let Some(((s1, e1), (s2, e2))) = in_route_order((a, b), (c, d)) else {
                     return false;
                 };
                 if !self.closed(ru, s1, e1) || !self.closed(ru, s2, e2) {
@@ -721,11 +717,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             )
         } else {
             let (c, d) = (p, p + m - 1);
-            let ((s1, e1), (s2, e2)) = if b < c {
-                ((a, b), (c, d))
-            } else if d < a {
-                ((c, d), (a, b))
-            } else {
+            let Some(((s1, e1), (s2, e2))) = in_route_order((a, b), (c, d)) else {
                 return false;
             };
             if e1 + 1 == s2 {
@@ -1032,5 +1024,20 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
                 (self.data.penalised(route.vehicle, &full, self.pen), i)
             })
             .min_by(|a, b| a.0.total_cmp(&b.0))
+    }
+}
+
+/// Two disjoint index ranges of one route, first the one that comes first; `None` when they
+/// overlap.
+fn in_route_order(
+    x: (usize, usize),
+    y: (usize, usize),
+) -> Option<((usize, usize), (usize, usize))> {
+    if x.1 < y.0 {
+        Some((x, y))
+    } else if y.1 < x.0 {
+        Some((y, x))
+    } else {
+        None
     }
 }
