@@ -240,6 +240,17 @@ mod tests {
         }
     }
 
+    /// A new SQLite store in a temporary directory and the path of its spool.
+    async fn fresh_store() -> (tempfile::TempDir, Store, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let store = Store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let path = Spool::path_for(&db);
+        (dir, store, path)
+    }
+
     async fn reasons(store: &Store) -> Vec<String> {
         let filter = AuditFilter {
             limit: 100,
@@ -254,12 +265,7 @@ mod tests {
     /// exactly once.
     #[tokio::test]
     async fn set_aside_spools_are_replayed_and_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("s.db");
-        let store = Store::open(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
-        let path = Spool::path_for(&db);
+        let (_dir, store, path) = fresh_store().await;
         let old = suffixed(&path, ".old");
         let mut spool = Spool::open(path.clone(), &store).await.unwrap().unwrap();
         assert!(
@@ -308,12 +314,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_torn_last_line_is_ignored() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("s.db");
-        let store = Store::open(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
-        let path = Spool::path_for(&db);
+        let (_dir, store, path) = fresh_store().await;
         let mut spool = Spool::open(path.clone(), &store).await.unwrap().unwrap();
         spool.append(&entry(1)).unwrap();
         drop(spool);
