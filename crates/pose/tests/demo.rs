@@ -37,20 +37,8 @@ fn joint(v: &VideoPoses, frame: usize, name: &str) -> Option<Keypoint2D> {
 /// Median over the limb joints and frames of `|p(t+1) - 2 p(t) + p(t-1)|` (pixels): the
 /// frame-to-frame jitter, which smooth motion at 60 fps hardly contributes to.
 fn jitter(v: &VideoPoses) -> f64 {
-    let joints = [
-        "LShoulder",
-        "RShoulder",
-        "LElbow",
-        "RElbow",
-        "LWrist",
-        "RWrist",
-        "LHip",
-        "RHip",
-        "LKnee",
-        "RKnee",
-        "LAnkle",
-        "RAnkle",
-    ];
+    // COCO-17 from the shoulders on: shoulders, elbows, wrists, hips, knees, ankles.
+    let joints = &Skeleton::Coco17.joint_names()[5..];
     let mut d: Vec<f64> = Vec::new();
     for name in joints {
         for f in 1..v.keypoints.frames.len().saturating_sub(1) {

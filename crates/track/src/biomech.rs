@@ -695,26 +695,20 @@ mod tests {
 
     /// A standing figure (COCO-17) with its feet on the ground at x = `x`.
     fn standing(x: f64) -> Vec<Point3<f64>> {
-        let p = |dx: f64, y: f64, z: f64| Point3::new(x + dx, y, z);
-        vec![
-            p(0.08, 0.0, 1.70),
-            p(0.06, 0.03, 1.73),
-            p(0.06, -0.03, 1.73),
-            p(0.0, 0.08, 1.70),
-            p(0.0, -0.08, 1.70),
-            p(0.0, 0.2, 1.45),
-            p(0.0, -0.2, 1.45),
-            p(0.0, 0.22, 1.15),
-            p(0.0, -0.22, 1.15),
-            p(0.0, 0.22, 0.88),
-            p(0.0, -0.22, 0.88),
-            p(0.0, 0.09, 0.95),
-            p(0.0, -0.09, 0.95),
-            p(0.0, 0.09, 0.5),
-            p(0.0, -0.09, 0.5),
-            p(0.0, 0.09, 0.08),
-            p(0.0, -0.09, 0.08),
-        ]
+        // (forward, sideways to the left, height) of the left-hand joint of each COCO-17
+        // pair, eyes to ankles; the right one mirrors it.
+        #[rustfmt::skip]
+        let left = [
+            (0.06, 0.03, 1.73), (0.0, 0.08, 1.70), (0.0, 0.2, 1.45), (0.0, 0.22, 1.15),
+            (0.0, 0.22, 0.88), (0.0, 0.09, 0.95), (0.0, 0.09, 0.5), (0.0, 0.09, 0.08),
+        ];
+        let nose = Point3::new(x + 0.08, 0.0, 1.70);
+        std::iter::once(nose)
+            .chain(
+                left.into_iter()
+                    .flat_map(|(dx, y, z)| [Point3::new(x + dx, y, z), Point3::new(x + dx, -y, z)]),
+            )
+            .collect()
     }
 
     #[test]

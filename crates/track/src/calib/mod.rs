@@ -69,36 +69,30 @@ pub fn render(cal: &Calibration, format: CalibFormat) -> Result<String> {
     }
 }
 
-/// Reads a calibration file; the format comes from `format` or else the file name.
-pub fn read(path: &Path, format: Option<CalibFormat>) -> Result<Calibration> {
-    let origin = path.display().to_string();
-    let format = format
+/// `format`, or else the one the file name says; `expected` lists the extensions allowed.
+fn format_of(path: &Path, format: Option<CalibFormat>, expected: &str) -> Result<CalibFormat> {
+    format
         .or_else(|| CalibFormat::from_path(path))
         .ok_or_else(|| {
             Error::parse(
-                &origin,
+                &path.display().to_string(),
                 None,
                 "file name",
-                "unknown calibration format (expected .toml, .yml/.yaml or .qca.txt)",
+                format!("unknown calibration format (expected {expected})"),
             )
-        })?;
+        })
+}
+
+/// Reads a calibration file; the format comes from `format` or else the file name.
+pub fn read(path: &Path, format: Option<CalibFormat>) -> Result<Calibration> {
+    let format = format_of(path, format, ".toml, .yml/.yaml or .qca.txt")?;
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse(&text, format, &origin)
+    parse(&text, format, &path.display().to_string())
 }
 
 /// Writes a calibration file; the format comes from `format` or else the file name.
 pub fn write(path: &Path, cal: &Calibration, format: Option<CalibFormat>) -> Result<()> {
-    let origin = path.display().to_string();
-    let format = format
-        .or_else(|| CalibFormat::from_path(path))
-        .ok_or_else(|| {
-            Error::parse(
-                &origin,
-                None,
-                "file name",
-                "unknown calibration format (expected .toml or .yml/.yaml)",
-            )
-        })?;
+    let format = format_of(path, format, ".toml or .yml/.yaml")?;
     let text = render(cal, format)?;
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
