@@ -54,6 +54,9 @@ pub(crate) struct LocalSearch<'d, 'a> {
     has_pairs: bool,
     /// When [`Self::search`] must stop, local optimum or not.
     pub deadline: Option<Instant>,
+    /// Most routes in use: no move opens a route beyond it (the hierarchical objective
+    /// searches at the best known vehicle count).
+    pub max_routes: usize,
 }
 
 impl<'d, 'a> LocalSearch<'d, 'a> {
@@ -89,7 +92,14 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             prunable: !data.exact_schedule && data.vehicles.iter().all(|v| v.per_time == 0.0),
             has_pairs: data.nodes.iter().any(|n| n.partner.is_some()),
             deadline: None,
+            max_routes: usize::MAX,
         }
+    }
+
+    /// Whether a move may put nodes into an empty route.
+    fn may_open(&self) -> bool {
+        self.max_routes == usize::MAX
+            || self.routes.iter().filter(|r| !r.nodes.is_empty()).count() < self.max_routes
     }
 
     /// Loads one node list per vehicle; nodes in none of them are inserted by
@@ -544,6 +554,9 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
 
     /// Moves `u` (or its pair) into an empty vehicle of each type, if that pays.
     fn empty_route_moves(&mut self, u: usize) -> bool {
+        if !self.may_open() {
+            return false;
+        }
         let mut seen_types = Vec::new();
         for r in 0..self.routes.len() {
             let t = self.data.vehicles[self.routes[r].vehicle].vehicle_type;
@@ -572,6 +585,9 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
     fn exchange(&mut self, ru: usize, pu: usize, n: usize, rv: usize, pv: usize, m: usize) -> bool {
         let (ku, kv) = (self.routes[ru].len(), self.routes[rv].len());
         if pu == 0 || pu + n - 1 > ku || (m > 0 && (pv == 0 || pv + m - 1 > kv)) {
+            return false;
+        }
+        if kv == 0 && ku > n && !self.may_open() {
             return false;
         }
         let (vu, vv) = (self.routes[ru].vehicle, self.routes[rv].vehicle);
@@ -894,6 +910,9 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
         } else {
             (partner, u)
         };
+        if self.routes[rv].nodes.is_empty() && self.routes[ru].len() > 2 && !self.may_open() {
+            return false;
+        }
         let (pp, pd) = (self.pos_of[p], self.pos_of[d]);
         let route = &self.routes[ru];
         let mut parts = vec![route.fwd[pp - 1]];
@@ -981,13 +1000,20 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
                 .map(|&w| self.route_of[w])
                 .filter(|&r| r != NONE)
                 .collect();
-            let mut seen_types = Vec::new();
-            for (r, route) in self.routes.iter().enumerate() {
-                let t = self.data.vehicles[route.vehicle].vehicle_type;
-                if route.nodes.is_empty() && !seen_types.contains(&t) {
-                    seen_types.push(t);
-                    candidates.push(r);
+            if self.may_open() {
+                let mut seen_types = Vec::new();
+                for (r, route) in self.routes.iter().enumerate() {
+                    let t = self.data.vehicles[route.vehicle].vehicle_type;
+                    if route.nodes.is_empty() && !seen_types.contains(&t) {
+                        seen_types.push(t);
+                        candidates.push(r);
+                    }
                 }
+            }
+            if candidates.is_empty() {
+                // At the fleet cap with no neighbour routed: any route in use.
+                candidates
+                    .extend((0..self.routes.len()).filter(|&r| !self.routes[r].nodes.is_empty()));
             }
             candidates.sort_unstable();
             candidates.dedup();

@@ -7,6 +7,7 @@
 
 pub(crate) mod data;
 pub(crate) mod ls;
+pub(crate) mod routemin;
 pub(crate) mod trips;
 
 use crate::check::{Violation, Violations, check};
@@ -19,6 +20,7 @@ use data::{Data, NONE, Penalties};
 use ls::LocalSearch;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use routemin::RouteMin;
 use std::time::Instant;
 use thiserror::Error;
 
@@ -47,6 +49,9 @@ const ITERATIONS_BEFORE_RESTART: u64 = 20_000;
 const INITIAL_SHARE: f64 = 0.2;
 /// Share of the time limit kept for the final repair while no feasible solution is known.
 const REPAIR_SHARE: f64 = 0.1;
+/// Share of the time limit the route minimisation after the initial population may take
+/// (hierarchical objective).
+const ROUTE_MIN_SHARE: f64 = 0.3;
 
 /// A complete assignment of nodes to vehicles with its cost components.
 #[derive(Debug, Clone)]
@@ -215,6 +220,7 @@ struct Search<'d, 'a> {
     objective: Objective,
     rng: StdRng,
     ls: LocalSearch<'d, 'a>,
+    routemin: RouteMin<'d, 'a>,
     pen: Penalties,
     feasible: SubPop,
     infeasible: SubPop,
@@ -423,6 +429,26 @@ impl<'d, 'a> Search<'d, 'a> {
         best.expect("two candidates").1
     }
 
+    /// Guided ejection search ([`RouteMin`]) on the best solution until `until`: on success
+    /// (one route fewer) the solution enters the population, the local search then opens no
+    /// route beyond its count, and true is returned.
+    fn remove_route(&mut self, until: Instant) -> bool {
+        let Some(best) = &self.best else { return false };
+        let routes = best.routes.clone();
+        let Some(fewer) = self
+            .routemin
+            .remove_route(&routes, &mut self.rng, until, usize::MAX)
+        else {
+            return false;
+        };
+        let ind = Indiv::new(self.data, fewer);
+        if !ind.feasible() {
+            return false;
+        }
+        self.ls.max_routes = ind.vehicles;
+        self.insert(ind)
+    }
+
     /// The best feasible solution without its smallest route, for route minimisation.
     fn without_smallest_route(&self, ind: &Indiv) -> Vec<Vec<usize>> {
         let mut routes = ind.routes.clone();
@@ -468,6 +494,7 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
         objective: config.objective,
         rng: StdRng::seed_from_u64(config.seed),
         ls: LocalSearch::new(&data),
+        routemin: RouteMin::new(&data),
         pen: Penalties {
             load: (data.max_dist
                 / instance
@@ -527,6 +554,9 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
                 .is_some_and(|b| b.base - data.vehicle_weight * b.vehicles as f64 <= t + 1e-9)
         })
     };
+    // Route minimisation needs every route to be a vehicle of its own.
+    let route_min =
+        config.objective == Objective::Hierarchical && data.vehicles.iter().all(|v| v.trips == 1);
     let mut iteration = 0u64;
     let mut last_improvement = 0u64;
     'outer: loop {
@@ -550,6 +580,13 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
                 report(&search, iteration);
             }
             search.adapt_penalties();
+        }
+        if route_min && iteration == 0 {
+            let until = (Instant::now() + config.time_limit.mul_f64(ROUTE_MIN_SHARE))
+                .min(search_deadline(&search));
+            while search.remove_route(until) {
+                report(&search, iteration);
+            }
         }
         while !out_of_time(&search, iteration) && !reached_target(&search) {
             iteration += 1;
