@@ -5,7 +5,14 @@
 //! ```sh
 //! cargo bench -p stadion-live --bench fanout
 //! STADION_BENCH_RECEIVERS=50 STADION_BENCH_MBPS=20 STADION_BENCH_SECS=10 cargo bench -p stadion-live --bench fanout
+//! # capacity steps only, with a per-second trace on stderr
+//! STADION_BENCH_RECEIVERS=0 STADION_BENCH_CAPACITY=500,1000 STADION_BENCH_TRACE=1 cargo bench -p stadion-live --bench fanout
 //! ```
+//!
+//! Knobs: `STADION_BENCH_RECEIVERS` (50; 0 skips the side-by-side run), `STADION_BENCH_MBPS`
+//! (20), `STADION_BENCH_SECS` (10), `STADION_BENCH_CAPACITY` (receivers per capacity step,
+//! comma-separated; empty skips them), `STADION_BENCH_CAPACITY_SECS` (5), `STADION_BENCH_TRACE`
+//! (set: connected receivers, deliveries and CPU each second on stderr).
 //!
 //! The node runs in a child process of its own (this binary with `--node-child`), with the
 //! real control plane on SQLite, so its CPU time and memory are read from `/proc` exactly as
@@ -13,16 +20,21 @@
 //! latency) run in this process and are the same for both sides. Each payload carries its
 //! sequence number and send time: a receiver counts what never arrived (loss) and how long
 //! after sending it was delivered, less the SRT latency (the node- or relay-added latency).
+//! All receivers connect before the feed starts; loss is counted against every payload the
+//! source sent in the measured window, for every receiver, so one that never connected or
+//! stopped early counts what it missed.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use stadion_srt::ConnectionConfig;
+use tokio::sync::{Semaphore, watch};
 
 const PASSPHRASE: &str = "bench-licence-passphrase";
 const FLOW: &str = "bench";
@@ -50,6 +62,21 @@ fn main() {
         .thread_name("bench-receivers")
         .build()
         .unwrap();
+    if receivers > 0 {
+        side_by_side(&runtime, receivers, mbps, secs);
+    }
+    let steps = std::env::var("STADION_BENCH_CAPACITY")
+        .unwrap_or_else(|_| "100,300,500,900,1000,1200".into());
+    let steps: Vec<usize> = steps
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    if !steps.is_empty() {
+        capacity(&runtime, &steps, env_or("STADION_BENCH_CAPACITY_SECS", 5));
+    }
+}
+
+fn side_by_side(runtime: &tokio::runtime::Runtime, receivers: usize, mbps: u64, secs: u64) {
     println!(
         "# one {mbps} Mb/s flow to {receivers} AES-128 SRT receivers, {secs} s measured, {} cores\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -60,9 +87,14 @@ fn main() {
     println!("|---|---|---|");
     for (label, a, b) in [
         (
+            "receivers connected",
+            ours.connected.to_string(),
+            theirs.connected.to_string(),
+        ),
+        (
             "payloads lost (all receivers)",
-            ours.lost.to_string(),
-            theirs.lost.to_string(),
+            format!("{} of {}", ours.lost, ours.sent * receivers as u64),
+            format!("{} of {}", theirs.lost, theirs.sent * receivers as u64),
         ),
         (
             "CPU, cores",
@@ -99,28 +131,51 @@ fn main() {
         println!("| {label} | {a} | {b} |");
     }
     println!();
-    let step = env_or("STADION_BENCH_CAPACITY_STEP", 100) as usize;
-    let max = env_or("STADION_BENCH_CAPACITY_MAX", 1000) as usize;
-    if step > 0 {
-        println!("# capacity: 2 Mb/s receivers on one node, 5 s per step");
-        println!("| receivers | lost | node cores |");
-        println!("|---|---|---|");
-        let mut n = step;
-        while n <= max {
-            let r = runtime.block_on(run_stadion(n, 2, 5));
-            println!("| {n} | {} | {:.3} |", r.lost, r.cores);
-            if r.lost > 0 {
-                break;
-            }
-            n += step;
-        }
+}
+
+/// One 2 Mb/s flow to each number of receivers in `steps`: loss, CPU and memory of the node,
+/// and the CPU of this process (source and receivers), which shares the machine with it.
+fn capacity(runtime: &tokio::runtime::Runtime, steps: &[usize], secs: u64) {
+    println!("# capacity: 2 Mb/s receivers on one node, {secs} s measured per step");
+    println!(
+        "| receivers | connected (s to connect) | lost of due | node cores | node KiB per receiver | bench cores (source + receivers) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for &n in steps {
+        let r = runtime.block_on(run_stadion(n, 2, secs));
+        let early = if r.ended_early > 0 {
+            format!(", {} closed early", r.ended_early)
+        } else {
+            String::new()
+        };
+        println!(
+            "| {n} | {} ({:.1}){early} | {} of {} | {:.3} | {:.0} | {:.3} |",
+            r.connected,
+            r.connect_secs,
+            r.lost,
+            r.sent * n as u64,
+            r.cores,
+            r.pss_per_receiver_kib,
+            r.bench_cores,
+        );
     }
 }
 
 /// What one side measured.
 struct Outcome {
+    /// Payloads the source sent in the measured window, each due at every receiver.
+    sent: u64,
+    /// Payloads of the window that a receiver never got, summed over the receivers.
     lost: u64,
+    connected: usize,
+    /// Receivers whose connection closed before the end.
+    ended_early: usize,
+    /// Seconds from the first receiver's call to the last one's connection.
+    connect_secs: f64,
+    /// CPU of the node (or the relays).
     cores: f64,
+    /// CPU of the bench process: the source and all receivers.
+    bench_cores: f64,
     pss_per_receiver_kib: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -157,8 +212,9 @@ fn pss_kib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Sends the numbered, time-stamped feed to every address in `to` at `mbps` until `stop`.
-fn source(to: Vec<SocketAddr>, mbps: u64, epoch: Instant, stop: Arc<AtomicBool>) {
+/// Sends the numbered, time-stamped feed to every address in `to` at `mbps` until `stop`;
+/// `sent` is the number the next payload will carry.
+fn source(to: Vec<SocketAddr>, mbps: u64, epoch: Instant, sent: &AtomicU64, stop: &AtomicBool) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let per_sec = (mbps * 1_000_000 / (PAYLOAD as u64 * 8)) as f64;
     let start = Instant::now();
@@ -168,12 +224,13 @@ fn source(to: Vec<SocketAddr>, mbps: u64, epoch: Instant, stop: Arc<AtomicBool>)
         let due = (start.elapsed().as_secs_f64() * per_sec) as u64;
         while seq < due {
             buf[1..9].copy_from_slice(&seq.to_be_bytes());
-            let sent = epoch.elapsed().as_nanos() as u64;
-            buf[9..17].copy_from_slice(&sent.to_be_bytes());
+            let at = epoch.elapsed().as_nanos() as u64;
+            buf[9..17].copy_from_slice(&at.to_be_bytes());
             for addr in &to {
                 let _ = socket.send_to(&buf, addr);
             }
             seq += 1;
+            sent.store(seq, Ordering::Relaxed);
         }
         std::thread::sleep(Duration::from_micros(500));
     }
@@ -184,14 +241,31 @@ fn source(to: Vec<SocketAddr>, mbps: u64, epoch: Instant, stop: Arc<AtomicBool>)
 struct Seen {
     numbers: Vec<u64>,
     delays_us: Vec<u32>,
+    /// Its connection closed before the bench stopped it.
+    ended_early: bool,
 }
+
+/// How the receivers' connects went, counted as they happen.
+#[derive(Default)]
+struct Tally {
+    connected: AtomicUsize,
+    failed: AtomicUsize,
+    /// Each distinct connect error and how often it came.
+    errors: Mutex<BTreeMap<String, usize>>,
+}
+
+/// Handshakes the bench runs at once: all receivers of a step calling in the same
+/// millisecond is a test of the accept path, not a steady-state measurement.
+const CONNECTING: usize = 16;
 
 async fn receive(
     addr: SocketAddr,
     stream_id: Option<String>,
     epoch: Instant,
     seen: Arc<Mutex<Seen>>,
-    until: Instant,
+    tally: Arc<Tally>,
+    connecting: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let config = ConnectionConfig {
         passphrase: Some(PASSPHRASE.into()),
@@ -200,16 +274,35 @@ async fn receive(
         peer_latency: LATENCY,
         ..ConnectionConfig::default()
     };
-    let mut conn = match stadion_srt_io::connect(addr, config).await {
-        Ok(c) => c,
+    let permit = connecting.acquire_owned().await;
+    let conn = stadion_srt_io::connect(addr, config).await;
+    drop(permit);
+    let mut conn = match conn {
+        Ok(c) => {
+            tally.connected.fetch_add(1, Ordering::Relaxed);
+            c
+        }
         Err(e) => {
-            eprintln!("receiver could not connect to {addr}: {e}");
+            *tally
+                .errors
+                .lock()
+                .unwrap()
+                .entry(e.to_string())
+                .or_default() += 1;
+            tally.failed.fetch_add(1, Ordering::Relaxed);
             return;
         }
     };
-    while let Ok(Some(p)) =
-        tokio::time::timeout(until.saturating_duration_since(Instant::now()), conn.recv()).await
-    {
+    loop {
+        let p = tokio::select! {
+            biased;
+            _ = stop.wait_for(|&s| s) => break,
+            p = conn.recv() => p,
+        };
+        let Some(p) = p else {
+            seen.lock().unwrap().ended_early = true;
+            break;
+        };
         if p.len() < 17 {
             continue;
         }
@@ -226,8 +319,32 @@ async fn receive(
     }
 }
 
-/// Runs the feed to `targets` and `n` receivers on `srt` addresses, measures `pids` while
-/// `secs` pass after a warm-up.
+/// Prints, each second, how many receivers are connected, what they got and the CPU the
+/// measured processes and this one (source and receivers) used: what the tables sum up.
+async fn trace(pids: Vec<u32>, tally: Arc<Tally>, seen: Vec<Arc<Mutex<Seen>>>, epoch: Instant) {
+    let me = std::process::id();
+    let cpu = |pids: &[u32]| pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
+    let got = || -> usize { seen.iter().map(|s| s.lock().unwrap().numbers.len()).sum() };
+    let (mut node0, mut me0, mut got0) = (cpu(&pids), cpu_seconds(me), got());
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (node1, me1, got1) = (cpu(&pids), cpu_seconds(me), got());
+        eprintln!(
+            "{:5.1} s: {} connected, {} failed, {} payloads/s delivered, measured {:.2} cores, bench {:.2} cores",
+            epoch.elapsed().as_secs_f64(),
+            tally.connected.load(Ordering::Relaxed),
+            tally.failed.load(Ordering::Relaxed),
+            got1 - got0,
+            node1 - node0,
+            me1 - me0,
+        );
+        (node0, me0, got0) = (node1, me1, got1);
+    }
+}
+
+/// Connects the `srt` receivers, then runs the feed to `feed_to` and measures `pids` while
+/// `secs` pass after a warm-up. Every receiver is judged on the payloads the source sent in
+/// that window, so one that stops receiving, or never connected, counts what it missed.
 async fn measure(
     feed_to: Vec<SocketAddr>,
     srt: Vec<(SocketAddr, Option<String>)>,
@@ -236,55 +353,82 @@ async fn measure(
     secs: u64,
 ) -> Outcome {
     let epoch = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let warmup = Duration::from_secs(3);
-    let until = Instant::now() + warmup + Duration::from_secs(secs) + Duration::from_secs(1);
-    let mut tasks = Vec::new();
-    let mut seen = Vec::new();
-    for (addr, stream_id) in srt {
-        let s = Arc::new(Mutex::new(Seen::default()));
-        seen.push(s.clone());
-        tasks.push(tokio::spawn(receive(addr, stream_id, epoch, s, until)));
-        // libsrt's listeners take callers one at a time; stadion's take them in parallel.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let feeder = {
-        let stop = stop.clone();
-        std::thread::spawn(move || source(feed_to, mbps, epoch, stop))
-    };
-    tokio::time::sleep(warmup).await;
-    let cpu0: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
-    let t0 = Instant::now();
-    let first_counted: Vec<usize> = seen
-        .iter()
-        .map(|s| s.lock().unwrap().numbers.len())
+    let n = srt.len();
+    let tally = Arc::new(Tally::default());
+    let connecting = Arc::new(Semaphore::new(CONNECTING));
+    let (stop_receivers, stopped) = watch::channel(false);
+    let seen: Vec<Arc<Mutex<Seen>>> = (0..n).map(|_| Arc::default()).collect();
+    let tasks: Vec<_> = srt
+        .into_iter()
+        .zip(&seen)
+        .map(|((addr, stream_id), s)| {
+            tokio::spawn(receive(
+                addr,
+                stream_id,
+                epoch,
+                s.clone(),
+                tally.clone(),
+                connecting.clone(),
+                stopped.clone(),
+            ))
+        })
         .collect();
+    let tracer = std::env::var_os("STADION_BENCH_TRACE")
+        .map(|_| tokio::spawn(trace(pids.to_vec(), tally.clone(), seen.clone(), epoch)));
+    // Everyone is in before the feed starts, so the window measures all of them.
+    let settled =
+        || tally.connected.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed) >= n;
+    while !settled() && epoch.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let connect_secs = epoch.elapsed().as_secs_f64();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let feeder = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        std::thread::spawn(move || source(feed_to, mbps, epoch, &sent, &stop))
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let me = std::process::id();
+    let cpu0: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
+    let bench0 = cpu_seconds(me);
+    let first = sent.load(Ordering::Relaxed);
+    let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let cpu1: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
+    let bench1 = cpu_seconds(me);
+    let last = sent.load(Ordering::Relaxed);
     let wall = t0.elapsed().as_secs_f64();
     let pss: f64 = pids.iter().map(|&p| pss_kib(p)).sum();
     stop.store(true, Ordering::Relaxed);
     feeder.join().unwrap();
+    // The window's last payloads play one SRT latency after they were sent.
+    tokio::time::sleep(LATENCY + Duration::from_millis(500)).await;
+    let _ = stop_receivers.send(true);
     for t in tasks {
         let _ = t.await;
     }
-    let mut lost = 0;
+    if let Some(t) = tracer {
+        t.abort();
+    }
+    let (mut lost, mut ended_early) = (0, 0);
     let mut delays = Vec::new();
-    for (s, first) in seen.iter().zip(first_counted) {
+    for s in &seen {
         let s = s.lock().unwrap();
-        // Loss is judged from the first payload seen in the window to the last one received.
-        let window = &s.numbers[first.min(s.numbers.len())..];
-        match (window.first(), window.last()) {
-            (Some(a), Some(b)) => {
-                let mut unique = window.to_vec();
-                unique.sort_unstable();
-                unique.dedup();
-                lost += (b - a + 1).saturating_sub(unique.len() as u64);
+        let mut got = vec![false; (last - first) as usize];
+        for (&number, &delay) in s.numbers.iter().zip(&s.delays_us) {
+            if let Some(slot) = number
+                .checked_sub(first)
+                .and_then(|i| got.get_mut(i as usize))
+            {
+                if !*slot {
+                    delays.push(delay);
+                }
+                *slot = true;
             }
-            // A receiver that got nothing in the window lost everything the source sent.
-            _ => lost += (mbps * 1_000_000 / (PAYLOAD as u64 * 8)) * secs,
         }
-        delays.extend_from_slice(&s.delays_us[first.min(s.delays_us.len())..]);
+        lost += got.iter().filter(|&&g| !g).count() as u64;
+        ended_early += usize::from(s.ended_early);
     }
     delays.sort_unstable();
     let pct = |q: f64| {
@@ -292,9 +436,18 @@ async fn measure(
             .get(((delays.len() as f64 * q) as usize).min(delays.len().saturating_sub(1)))
             .map_or(f64::NAN, |&d| f64::from(d) / 1000.0)
     };
+    let errors = std::mem::take(&mut *tally.errors.lock().unwrap());
+    for (error, count) in &errors {
+        eprintln!("{count} receivers could not connect: {error}");
+    }
     Outcome {
+        sent: last - first,
         lost,
+        connected: tally.connected.load(Ordering::Relaxed),
+        ended_early,
+        connect_secs,
         cores: (cpu1 - cpu0) / wall,
+        bench_cores: (bench1 - bench0) / wall,
         pss_per_receiver_kib: pss,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
