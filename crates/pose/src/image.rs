@@ -41,6 +41,11 @@ impl RgbImage {
         &self.data
     }
 
+    /// The pixels, to paint on.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.data
+    }
+
     /// The buffer back, to be refilled with the next frame without reallocating.
     pub fn into_data(self) -> Vec<u8> {
         self.data

@@ -1,4 +1,4 @@
-//! Video in, per-frame keypoints out: decode with ffmpeg, track one person with the
+//! Video in, per-frame keypoints out: decode with ffmpeg, track the people with the
 //! landmark model, lay the points out in the requested skeleton, and write them as
 //! OpenPose-style JSON (Pose2Sim's `cam01_json/cam01_000000000000_keypoints.json`).
 
@@ -38,11 +38,13 @@ impl Default for PoseOptions {
 /// One video's keypoints and what it took to get them.
 #[derive(Debug, Clone)]
 pub struct VideoPoses {
-    /// Frame `i` holds the tracked person, or nobody if the model found no one.
+    /// Frame `i` holds the people followed in it, with the tracker's ids as `person_id`.
     pub keypoints: CameraKeypoints,
     pub info: VideoInfo,
-    /// Frames with a person.
+    /// Frames with at least one person.
     pub detected: usize,
+    /// Distinct people followed over the video (a person lost and found again counts twice).
+    pub people: usize,
     /// Model runs (one per tracked frame, more on (re-)acquisition).
     pub crops: usize,
     pub elapsed: Duration,
@@ -61,15 +63,20 @@ pub fn estimate_video(
     let info = reader.info().clone();
     let mut tracker = PoseTracker::new(model, options.tracker.clone());
     let mut frames = Vec::with_capacity(info.frames.unwrap_or(0));
-    let mut detected = 0;
+    let (mut detected, mut people) = (0, 0);
     let mut buffer = None;
     while let Some(image) = reader.next_frame(buffer.take())? {
         let mut frame = Frame2D::default();
-        if let Some(pose) = tracker.track(&image)? {
-            let kp = pose.keypoints(image.width(), image.height());
-            frame.people.push(from_blazepose(&kp, options.skeleton));
-            detected += 1;
+        for t in tracker.track(&image)? {
+            let mut kp = from_blazepose(
+                &t.pose.keypoints(image.width(), image.height()),
+                options.skeleton,
+            );
+            kp.person_id = Some(t.id);
+            people = people.max(t.id as usize + 1);
+            frame.people.push(kp);
         }
+        detected += usize::from(!frame.people.is_empty());
         frames.push(frame);
         on_frame(frames.len());
         buffer = Some(image);
@@ -82,6 +89,7 @@ pub fn estimate_video(
         },
         info,
         detected,
+        people,
         crops: tracker.crops(),
         elapsed: start.elapsed(),
     })
