@@ -50,6 +50,11 @@
 //! - **Lifetime**: a driver runs while any handle of its socket lives. Once the
 //!   [`SrtListener`] and all its [`SrtConnection`]s (or a caller's one connection) are dropped,
 //!   the remaining peers get a shutdown and the socket is closed.
+//! - **Tick**: a busy driver works once per tick (4 ms by default) rather than per packet;
+//!   [`connect_with`], [`SrtListener::bind_with`] and [`SrtListener::bind_async_with`] take a
+//!   [`DriverConfig`] with another one (1 to 10 ms): shorter for less delivery jitter, longer
+//!   for fewer wake-ups. Sockets with few arrivals (a sender hearing ACKs) answer each
+//!   datagram at once whatever the tick.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), stadion_srt_io::SrtError> {
@@ -97,24 +102,113 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Payloads buffered per connection for the application before new ones are dropped.
 const RECV_QUEUE: usize = 65_536;
-/// A busy driver wakes once per tick and does all that came up meanwhile: waking per packet
-/// cost more than the protocol work (see docs/benchmarks.md). What this costs: sends wait up
-/// to a tick (their SRT timestamps are when the application queued them, so play time does not
-/// move); deliveries come within half a tick of their play time
-/// ([`ConnectionConfig::delivery_lead`](stadion_srt::ConnectionConfig::delivery_lead) is set to
-/// half a tick); each loss repair round takes up to two ticks more, which the default 120 ms
-/// latency absorbs.
-const TICK: std::time::Duration = std::time::Duration::from_millis(4);
-/// The first tick of [`next_tick`]'s grid.
+/// The first tick of every driver's grid (see [`DriverConfig::next_tick`]).
 static TICK_GRID: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
 
-/// The first tick after `now` on the grid every driver in this process wakes on while busy.
-/// An application that also batches its work (e.g. reading its input socket) and then sleeps
-/// until this instant wakes together with the drivers instead of in between.
+/// A socket that took in at most this many datagrams per second over the last tick (a sender
+/// hearing its receiver's ACKs, a receiver of a thin stream) is woken by each arrival while
+/// it rests, so that its answers (ACKACKs, retransmissions, loss reports) leave at once; a
+/// busier one reads once per tick. Waking costs a few tens of microseconds, so this bounds the
+/// extra CPU to a few percent of a core per socket, and busy sockets pay nothing.
+const PROMPT_ARRIVALS_PER_SEC: u32 = 1000;
+
+/// The IO driver's settings (how it uses the machine, not the SRT protocol).
+///
+/// A busy driver wakes once per *tick* and does all that came up meanwhile: queued payloads,
+/// due timers, and (on busy sockets) the datagrams that arrived. Waking per packet cost more
+/// than the protocol work (see docs/benchmarks.md). What a tick costs: sends wait up to a tick
+/// (their SRT timestamps are when the application queued them, so play time does not move);
+/// deliveries come within half a tick of their play time
+/// ([`ConnectionConfig::delivery_lead`](stadion_srt::ConnectionConfig::delivery_lead) is set to
+/// half a tick); on a busy socket each loss repair round takes up to two ticks more, which the
+/// default 120 ms latency absorbs. A socket with few arrivals answers them at once (the
+/// peer's RTT estimate then measures the link, not the tick).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverConfig {
+    tick: std::time::Duration,
+}
+
+impl DriverConfig {
+    /// 4 ms: 250 wake-ups a second per busy socket, deliveries within 2 ms of play time.
+    pub const DEFAULT_TICK: std::time::Duration = std::time::Duration::from_millis(4);
+    /// tokio's timers count whole milliseconds: a shorter tick would be rounded up to this.
+    pub const MIN_TICK: std::time::Duration = std::time::Duration::from_millis(1);
+    /// SRT's ACK period: a longer tick would hold back ACKs and loss reports beyond the
+    /// protocol's own cadence and eat more of the latency than it saves.
+    pub const MAX_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+    /// Settings with a tick between [`DriverConfig::MIN_TICK`] and
+    /// [`DriverConfig::MAX_TICK`]: a shorter tick lowers delivery jitter and repair time at
+    /// the cost of more wake-ups on busy sockets.
+    pub fn with_tick(tick: std::time::Duration) -> Result<DriverConfig, InvalidTick> {
+        if (Self::MIN_TICK..=Self::MAX_TICK).contains(&tick) {
+            Ok(DriverConfig { tick })
+        } else {
+            Err(InvalidTick { tick })
+        }
+    }
+
+    pub fn tick(&self) -> std::time::Duration {
+        self.tick
+    }
+
+    /// The first tick after `now` on the grid that drivers with this tick wake on while busy.
+    /// An application that also batches its work (e.g. reading its input socket) and then
+    /// sleeps until this instant wakes together with the drivers instead of in between.
+    pub fn next_tick(&self, now: tokio::time::Instant) -> tokio::time::Instant {
+        let grid = *TICK_GRID.get_or_init(|| now);
+        let tick = self.tick.as_nanos();
+        // Whole ticks in `d`, as a duration (u64 nanoseconds last 584 years).
+        let whole = |d: std::time::Duration| {
+            std::time::Duration::from_nanos(
+                u64::try_from(d.as_nanos() / tick * tick).unwrap_or(u64::MAX),
+            )
+        };
+        match now.checked_duration_since(grid) {
+            Some(since) => grid + whole(since) + self.tick,
+            // An instant from before the grid was laid (taken earlier, passed in later).
+            None => {
+                let t = grid - whole(grid - now);
+                if t > now { t } else { t + self.tick }
+            }
+        }
+    }
+
+    /// How many datagrams a tick may bring for the socket to still answer each at once.
+    fn prompt_arrivals(&self) -> u32 {
+        let per_tick = self.tick.as_secs_f64() * f64::from(PROMPT_ARRIVALS_PER_SEC);
+        (per_tick as u32).max(1)
+    }
+
+    /// Receive deliveries this long before play time: half a tick, so they are on time on
+    /// average.
+    fn delivery_lead(&self) -> std::time::Duration {
+        self.tick / 2
+    }
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            tick: Self::DEFAULT_TICK,
+        }
+    }
+}
+
+/// A driver tick outside [`DriverConfig::MIN_TICK`]..=[`DriverConfig::MAX_TICK`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "driver tick of {tick:?} is outside {:?} to {:?}",
+    DriverConfig::MIN_TICK,
+    DriverConfig::MAX_TICK
+)]
+pub struct InvalidTick {
+    pub tick: std::time::Duration,
+}
+
+/// [`DriverConfig::next_tick`] of the default settings.
 pub fn next_tick(now: tokio::time::Instant) -> tokio::time::Instant {
-    let grid = *TICK_GRID.get_or_init(tokio::time::Instant::now);
-    let ticks = now.saturating_duration_since(grid).as_nanos() / TICK.as_nanos() + 1;
-    grid + TICK * u32::try_from(ticks).unwrap_or(u32::MAX)
+    DriverConfig::default().next_tick(now)
 }
 
 /// Socket buffers: enough for a few hundred milliseconds at 300 Mb/s.
@@ -464,6 +558,15 @@ pub async fn connect(
     peer: SocketAddr,
     config: ConnectionConfig,
 ) -> Result<SrtConnection, SrtError> {
+    connect_with(peer, config, DriverConfig::default()).await
+}
+
+/// [`connect`] with the driver's settings, e.g. a shorter tick.
+pub async fn connect_with(
+    peer: SocketAddr,
+    config: ConnectionConfig,
+    driver: DriverConfig,
+) -> Result<SrtConnection, SrtError> {
     let bind: SocketAddr = if peer.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
@@ -472,7 +575,7 @@ pub async fn connect(
     let socket = udp_socket(bind)?;
     let mut rng = rand::rngs::StdRng::from_os_rng();
     let config = ConnectionConfig {
-        delivery_lead: config.delivery_lead.max(TICK / 2),
+        delivery_lead: config.delivery_lead.max(driver.delivery_lead()),
         ..config
     };
     let conn = Connection::connect(Instant::now(), peer, config, &mut rng)?;
@@ -481,6 +584,7 @@ pub async fn connect(
     let driver = Driver::new(
         conn,
         socket,
+        driver,
         &commands,
         Some(commands.clone()),
         command_rx,
@@ -589,8 +693,18 @@ impl SrtListener {
         config: ListenerConfig,
         hook: impl AcceptHook + 'static,
     ) -> Result<SrtListener, SrtError> {
+        Self::bind_with(addr, config, DriverConfig::default(), hook).await
+    }
+
+    /// [`SrtListener::bind`] with the driver's settings, e.g. a shorter tick.
+    pub async fn bind_with(
+        addr: SocketAddr,
+        config: ListenerConfig,
+        driver: DriverConfig,
+        hook: impl AcceptHook + 'static,
+    ) -> Result<SrtListener, SrtError> {
         let (commands, command_rx) = mpsc::unbounded_channel();
-        Self::start(addr, config, Box::new(hook), commands, command_rx)
+        Self::start(addr, config, driver, Box::new(hook), commands, command_rx)
     }
 
     /// Binds a UDP port with a hook that may decide asynchronously ([`Decision::later`]), e.g.
@@ -600,17 +714,28 @@ impl SrtListener {
         config: ListenerConfig,
         hook: impl AsyncAcceptHook,
     ) -> Result<SrtListener, SrtError> {
+        Self::bind_async_with(addr, config, DriverConfig::default(), hook).await
+    }
+
+    /// [`SrtListener::bind_async`] with the driver's settings, e.g. a shorter tick.
+    pub async fn bind_async_with(
+        addr: SocketAddr,
+        config: ListenerConfig,
+        driver: DriverConfig,
+        hook: impl AsyncAcceptHook,
+    ) -> Result<SrtListener, SrtError> {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let hook = Deferring {
             hook,
             commands: commands.downgrade(),
         };
-        Self::start(addr, config, Box::new(hook), commands, command_rx)
+        Self::start(addr, config, driver, Box::new(hook), commands, command_rx)
     }
 
     fn start(
         addr: SocketAddr,
         config: ListenerConfig,
+        driver: DriverConfig,
         hook: Box<dyn AcceptHook>,
         commands: mpsc::UnboundedSender<Command>,
         command_rx: mpsc::UnboundedReceiver<Command>,
@@ -620,12 +745,14 @@ impl SrtListener {
         let rng = rand::rngs::StdRng::from_os_rng();
         let queue = config.connection.send_buffer_limit;
         let mut config = config;
-        config.connection.delivery_lead = config.connection.delivery_lead.max(TICK / 2);
+        config.connection.delivery_lead =
+            config.connection.delivery_lead.max(driver.delivery_lead());
         let listener = Listener::new(Instant::now(), config, hook, Box::new(rng));
         let (accept_tx, incoming) = mpsc::channel(1024);
         let driver = Driver::new(
             listener,
             socket,
+            driver,
             &commands,
             None,
             command_rx,
@@ -700,6 +827,9 @@ struct Slot {
 struct Driver<C: Core> {
     core: C,
     socket: UdpSocket,
+    config: DriverConfig,
+    /// Datagrams taken in since the last tick: few enough, and the driver wakes for each.
+    arrivals: u32,
     /// Weak, so the driver stops once every handle is gone.
     commands: mpsc::WeakUnboundedSender<Command>,
     /// A caller's driver holds the one strong sender until its handle exists.
@@ -722,6 +852,7 @@ impl<C: Core> Driver<C> {
     fn new(
         core: C,
         socket: UdpSocket,
+        config: DriverConfig,
         commands: &mpsc::UnboundedSender<Command>,
         spare: Option<mpsc::UnboundedSender<Command>>,
         command_rx: mpsc::UnboundedReceiver<Command>,
@@ -730,6 +861,8 @@ impl<C: Core> Driver<C> {
         Driver {
             core,
             socket,
+            config,
+            arrivals: 0,
             commands: commands.downgrade(),
             spare,
             command_rx,
@@ -767,28 +900,37 @@ impl<C: Core> Driver<C> {
         tokio::pin!(timer);
         let rest = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(rest);
-        // The socket is in tokio's reactor only while the driver waits idle: there, every
-        // arriving datagram wakes the thread, which is what a busy driver avoids.
+        // The socket is in tokio's reactor while the driver waits idle, or rests with few
+        // arrivals: there, every arriving datagram wakes the thread, which is what a busy
+        // socket avoids.
         let mut registered: Option<AsyncFd<RawFd>> = None;
+        // Woken by a datagram while resting: answer it, and rest on until the tick.
+        let mut between_ticks = false;
         loop {
-            // Everything that is ready, in one go: datagrams, commands, due timers.
-            let mut busy = self.receive()?;
-            loop {
-                match self.command_rx.try_recv() {
-                    Ok(cmd) => {
-                        self.command(cmd);
-                        busy = true;
-                    }
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        commands_open = false;
-                        break;
+            let arrived = self.receive()?;
+            self.arrivals = self.arrivals.saturating_add(arrived);
+            let mut busy = arrived > 0;
+            if !between_ticks {
+                // Everything else that is ready, in one go: commands (queued payloads), due
+                // timers. Between ticks only the answers to what arrived leave, so payloads
+                // still go out in one batch per tick.
+                loop {
+                    match self.command_rx.try_recv() {
+                        Ok(cmd) => {
+                            self.command(cmd);
+                            busy = true;
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            commands_open = false;
+                            break;
+                        }
                     }
                 }
-            }
-            let now = Instant::now();
-            if self.core.next_timeout().is_some_and(|t| t <= now) {
-                self.core.timeout(now);
+                let now = Instant::now();
+                if self.core.next_timeout().is_some_and(|t| t <= now) {
+                    self.core.timeout(now);
+                }
             }
             self.route_events();
             self.flush(&mut registered).await?;
@@ -797,15 +939,40 @@ impl<C: Core> Driver<C> {
                 self.flush(&mut registered).await?;
                 return Ok(());
             }
-            if busy {
-                // Busy: rest until the next tick, outside the reactor, and take what arrived
-                // meanwhile together (see docs/benchmarks.md: waking per packet cost more than
-                // the protocol work). Timers due meanwhile wait for the tick too.
-                registered = None;
-                rest.as_mut().reset(next_tick(tokio::time::Instant::now()));
-                (&mut rest).await;
+            if busy || between_ticks {
+                // Busy: rest until the next tick and take what came up meanwhile together
+                // (see docs/benchmarks.md: waking per packet cost more than the protocol
+                // work). Timers due meanwhile wait for the tick too.
+                let tick = self.config.next_tick(tokio::time::Instant::now());
+                if rest.deadline() != tick {
+                    rest.as_mut().reset(tick);
+                }
+                if self.arrivals <= self.config.prompt_arrivals() {
+                    // Few arrivals: each one ends the rest, to be answered at once.
+                    let reactor = match &mut registered {
+                        Some(r) => r,
+                        None => registered.insert(self.register(Interest::READABLE)?),
+                    };
+                    tokio::select! {
+                        biased;
+                        () = &mut rest => between_ticks = false,
+                        r = reactor.readable() => {
+                            r?.clear_ready();
+                            between_ticks = true;
+                        }
+                    }
+                } else {
+                    // Many: rest outside the reactor, read them all at the tick.
+                    registered = None;
+                    (&mut rest).await;
+                    between_ticks = false;
+                }
+                if !between_ticks {
+                    self.arrivals = 0;
+                }
                 continue;
             }
+            self.arrivals = 0;
             // Idle: wait for a datagram, a command or the next deadline.
             let reactor = match &mut registered {
                 Some(r) => r,
@@ -839,19 +1006,18 @@ impl<C: Core> Driver<C> {
         Ok(unsafe { AsyncFd::register_with_interest(self.socket.as_raw_fd(), interest) }?)
     }
 
-    /// Reads and handles every waiting datagram (up to a bound, for fairness); whether there
-    /// were any.
-    fn receive(&mut self) -> io::Result<bool> {
-        let mut any = false;
+    /// Reads and handles every waiting datagram (up to a bound, for fairness); how many.
+    fn receive(&mut self) -> io::Result<u32> {
+        let mut count = 0;
         for _ in 0..16 {
             let n = match batch::recv_batch(&self.socket, &mut self.recv_mem, &mut self.incoming) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(any),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(count),
                 // ICMP errors (peer port closed) surface here; they concern one peer only.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
                 Err(e) => return Err(e),
             };
-            any = true;
+            count += n as u32;
             // Measurements use the arrival times, so RTT samples, clock drift and the TSBPD
             // base stay exact however late in its tick a datagram is read.
             let now = Instant::now();
@@ -859,10 +1025,10 @@ impl<C: Core> Driver<C> {
                 self.core.input(now, d.arrived, d.from, d.data);
             }
             if n < batch::BATCH {
-                return Ok(any);
+                return Ok(count);
             }
         }
-        Ok(any)
+        Ok(count)
     }
 
     fn command(&mut self, cmd: Command) {
