@@ -128,11 +128,7 @@ async fn our_caller_to_ffmpeg_listener(key_len: Option<usize>) {
     // Let TSBPD deliver the tail before the shutdown.
     tokio::time::sleep(Duration::from_millis(500)).await;
     conn.close();
-    let status = tokio::task::spawn_blocking(move || {
-        let s = ffmpeg.wait(Duration::from_secs(10));
-        (ffmpeg, s)
-    });
-    let (ffmpeg, status) = status.await.unwrap();
+    let status = ffmpeg.exited(Duration::from_secs(10)).await;
     assert!(status.is_some(), "ffmpeg did not end: {}", ffmpeg.stderr());
     let got = std::fs::read(&out).unwrap_or_default();
     assert!(
@@ -199,11 +195,7 @@ async fn ffmpeg_refused(hook_passphrase: &'static str, stream_id: &str, code: u3
             srt_url(port, &query, Some(16), PASSPHRASE),
         ],
     );
-    let status = tokio::task::spawn_blocking(move || {
-        let s = ffmpeg.wait(Duration::from_secs(10));
-        (ffmpeg, s)
-    });
-    let (ffmpeg, status) = status.await.unwrap();
+    let status = ffmpeg.exited(Duration::from_secs(10)).await;
     assert!(
         status.is_some_and(|s| !s.success()),
         "ffmpeg should fail: {status:?}"

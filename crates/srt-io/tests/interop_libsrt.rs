@@ -27,45 +27,24 @@ async fn send_paced(send: impl Fn(bytes::Bytes)) {
 async fn our_caller_to_their_listener(key_len: Option<usize>) {
     let srt_port = free_port();
     let sink = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let sink_port = sink.local_addr().unwrap().port();
-    let _peer = Peer::spawn(
-        "srt-live-transmit",
-        &[
-            "-a:no".into(),
-            "-t:30".into(),
-            format!(
-                "srt://127.0.0.1:{srt_port}?mode=listener&latency=120{}",
-                srt_params(key_len, PASSPHRASE)
-            ),
-            format!("udp://127.0.0.1:{sink_port}"),
-        ],
-    );
+    let _peer = LiveTransmit::new(
+        format!(
+            "srt://127.0.0.1:{srt_port}?mode=listener&latency=120{}",
+            srt_params(key_len, PASSPHRASE)
+        ),
+        format!("udp://{}", sink.local_addr().unwrap()),
+    )
+    .timeout(30)
+    .spawn();
     let addr: SocketAddr = ([127, 0, 0, 1], srt_port).into();
     let conn = connect_retry(addr, our_config(key_len, PASSPHRASE))
         .await
         .expect("connect to srt-live-transmit");
     let receiver = tokio::spawn(async move {
-        let mut buf = vec![0u8; 2048];
-        let mut got = Vec::new();
-        while got.len() < COUNT as usize {
-            match timeout(Duration::from_secs(3), sink.recv(&mut buf)).await {
-                Ok(Ok(n)) => got.push(buf[..n].to_vec()),
-                _ => break,
-            }
-        }
-        got
+        collect_udp(&sink, COUNT as usize, Duration::from_secs(3), |_| true).await
     });
     send_paced(|p| conn.send(p).unwrap()).await;
-    let got = receiver.await.unwrap();
-    assert_eq!(
-        got.len(),
-        COUNT as usize,
-        "srt-live-transmit forwarded {} of {COUNT}",
-        got.len()
-    );
-    for (i, g) in got.iter().enumerate() {
-        assert_eq!(g[..], payload(i as u32)[..], "payload {i} differs");
-    }
+    assert_in_order(&receiver.await.unwrap(), COUNT);
     let stats = conn.stats().await.unwrap();
     assert_eq!(
         stats.packets_sent - stats.packets_retransmitted,
@@ -89,18 +68,15 @@ async fn their_caller_to_our_listener(key_len: Option<usize>) {
     .unwrap();
     let in_port = free_port();
     let lport = listener.local_addr().port();
-    let _peer = Peer::spawn(
-        "srt-live-transmit",
-        &[
-            "-a:no".into(),
-            "-t:30".into(),
-            format!("udp://127.0.0.1:{in_port}"),
-            format!(
-                "srt://127.0.0.1:{lport}?streamid=#!::r=cam1,m=publish{}",
-                srt_params(key_len, PASSPHRASE)
-            ),
-        ],
-    );
+    let _peer = LiveTransmit::new(
+        format!("udp://127.0.0.1:{in_port}"),
+        format!(
+            "srt://127.0.0.1:{lport}?streamid=#!::r=cam1,m=publish{}",
+            srt_params(key_len, PASSPHRASE)
+        ),
+    )
+    .timeout(30)
+    .spawn();
     let mut conn = timeout(Duration::from_secs(5), listener.accept())
         .await
         .expect("srt-live-transmit connects")
@@ -111,41 +87,13 @@ async fn their_caller_to_our_listener(key_len: Option<usize>) {
             .resource(),
         "cam1"
     );
-    let source = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let target: SocketAddr = ([127, 0, 0, 1], in_port).into();
     // srt-live-transmit is connected once our answer reached it, and drops input until then.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let sender = tokio::spawn(async move {
-        for i in 0..COUNT {
-            source.send_to(&payload(i), target).await.unwrap();
-            if i % 3 == 2 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }
-        // libsrt learns of a lost last packet only from a later one: keep the stream going.
-        for _ in 0..50 {
-            let _ = source.send_to(b"trailer", target).await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
-    let mut got = Vec::new();
-    while got.len() < COUNT as usize {
-        match timeout(Duration::from_secs(3), conn.recv()).await {
-            Ok(Some(p)) if p.len() == 1316 => got.push(p),
-            Ok(Some(_)) => {} // trailer
-            _ => break,
-        }
-    }
+    let sender = udp_source(target, COUNT, 3);
+    let got = recv_payloads(&mut conn, COUNT).await;
     sender.await.unwrap();
-    assert_eq!(
-        got.len(),
-        COUNT as usize,
-        "received {} of {COUNT}",
-        got.len()
-    );
-    for (i, g) in got.iter().enumerate() {
-        assert_eq!(g[..], payload(i as u32)[..], "payload {i} differs");
-    }
+    assert_in_order(&got, COUNT);
     let stats = conn.stats().await.unwrap();
     assert_eq!(stats.packets_lost, 0);
     assert!(stats.rtt < Duration::from_millis(50), "rtt {:?}", stats.rtt);
@@ -184,16 +132,15 @@ async fn libsrt_caller_to_our_listener_aes256() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passphrase_refused_by_libsrt_listener() {
     let srt_port = free_port();
-    let sink_port = free_port();
-    let peer = Peer::spawn(
-        "srt-live-transmit",
-        &[
-            "-a:no".into(),
-            "-t:10".into(),
-            format!("srt://127.0.0.1:{srt_port}?mode=listener&passphrase={PASSPHRASE}&pbkeylen=16"),
-            format!("udp://127.0.0.1:{sink_port}"),
-        ],
-    );
+    let peer = LiveTransmit::new(
+        format!(
+            "srt://127.0.0.1:{srt_port}?mode=listener{}",
+            srt_params(Some(16), PASSPHRASE)
+        ),
+        format!("udp://127.0.0.1:{}", free_port()),
+    )
+    .timeout(10)
+    .spawn();
     let addr: SocketAddr = ([127, 0, 0, 1], srt_port).into();
     let err = connect_retry(addr, our_config(Some(16), "not-the-right-one"))
         .await
@@ -241,31 +188,20 @@ async fn their_caller_rejected(
     .unwrap();
     let lport = listener.local_addr().port();
     let in_port = free_port();
-    let mut peer = Peer::spawn(
-        "srt-live-transmit",
-        &[
-            "-a:no".into(),
-            "-t:10".into(),
-            format!("udp://127.0.0.1:{in_port}"),
-            format!(
-                "srt://127.0.0.1:{lport}?streamid={stream}&passphrase={PASSPHRASE}&pbkeylen=16"
-            ),
-        ],
-    );
+    let mut peer = LiveTransmit::new(
+        format!("udp://127.0.0.1:{in_port}"),
+        format!(
+            "srt://127.0.0.1:{lport}?streamid={stream}{}",
+            srt_params(Some(16), PASSPHRASE)
+        ),
+    )
+    .timeout(10)
+    .spawn();
     // srt-live-transmit connects its output once input arrives.
-    let feeder = tokio::spawn(async move {
-        let source = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        for i in 0..400 {
-            let _ = source.send_to(&payload(i), ("127.0.0.1", in_port)).await;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
-    let status = tokio::task::spawn_blocking(move || {
-        let s = peer.wait(Duration::from_secs(8));
-        (peer, s)
-    });
-    let (peer, _) = status.await.unwrap();
-    feeder.abort();
+    let in_addr: SocketAddr = ([127, 0, 0, 1], in_port).into();
+    let feeding = Feeding::start(in_addr, Duration::from_millis(10), 400, payload);
+    peer.exited(Duration::from_secs(8)).await;
+    drop(feeding);
     let log = peer.stderr();
     assert!(
         expect.iter().any(|e| log.contains(e)),

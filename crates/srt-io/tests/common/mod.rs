@@ -1,91 +1,17 @@
-//! Shared helpers for tests against libsrt's `srt-live-transmit` and ffmpeg.
+//! What srt-io's tests against libsrt and ffmpeg share beyond [`stadion_testkit`]: our side's
+//! settings and a caller that waits for a peer program to come up.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use stadion_srt::ConnectionConfig;
 use stadion_srt_io::{SrtConnection, SrtError};
+pub use stadion_testkit::*;
 
 pub const PASSPHRASE: &str = "stadion-secret-42";
 
-/// Fails the test with an actionable message when a peer program is missing.
-pub fn require(bin: &str) {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()));
-    assert!(
-        found,
-        "`{bin}` not found on PATH: install Debian's srt-tools and ffmpeg (scripts/test does)"
-    );
-}
-
-pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed on drop, its stderr captured in a file.
-pub struct Peer {
-    child: Child,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Peer {
-    pub fn spawn(bin: &str, args: &[String]) -> Peer {
-        require(bin);
-        let dir = tempfile::tempdir().unwrap();
-        let stderr = dir.path().join("stderr");
-        let child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-        Peer {
-            child,
-            stderr,
-            _dir: dir,
-        }
-    }
-
-    pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Waits up to `limit` for the process to exit on its own.
-    pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    pub fn path(&self) -> PathBuf {
-        self._dir.path().to_path_buf()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Query parameters for libsrt URIs.
+/// Query parameters for libsrt URIs: encryption with `key_len` bytes, or none.
 pub fn srt_params(key_len: Option<usize>, passphrase: &str) -> String {
     match key_len {
         Some(k) => format!("&passphrase={passphrase}&pbkeylen={k}"),
@@ -118,156 +44,55 @@ pub async fn connect_retry(
     Err(last.unwrap())
 }
 
-/// Test payload `i`: 1316 bytes (7 TS packets) whose content depends on `i`.
-pub fn payload(i: u32) -> Bytes {
-    let mut v = vec![0u8; 1316];
-    v[..4].copy_from_slice(&i.to_be_bytes());
-    let mut x = i.wrapping_mul(2_654_435_761).wrapping_add(1);
-    for b in &mut v[4..] {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        *b = x as u8;
+/// The ids of the payloads in `got` ([`payload_id`]).
+pub fn ids(got: &[impl AsRef<[u8]>]) -> Vec<u32> {
+    got.iter()
+        .map(|g| payload_id(g.as_ref()).expect("a numbered payload"))
+        .collect()
+}
+
+/// Asserts that `got` holds payloads 0..count in order, byte for byte.
+pub fn assert_in_order(got: &[impl AsRef<[u8]>], count: u32) {
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(g.as_ref(), &payload(i as u32)[..], "payload {i} differs");
     }
-    Bytes::from(v)
+    assert_eq!(
+        got.len(),
+        count as usize,
+        "received {} of {count}",
+        got.len()
+    );
 }
 
-/// An MPEG-TS file of `secs` seconds of ffmpeg's test pattern (MPEG-2 video, 25 fps).
-pub fn make_ts(dir: &std::path::Path, secs: u32) -> PathBuf {
-    require("ffmpeg");
-    let path = dir.join("source.ts");
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-        .args([
-            "-i",
-            "testsrc=size=640x360:rate=25",
-            "-t",
-            &secs.to_string(),
-        ])
-        .args(["-c:v", "mpeg2video", "-b:v", "3M", "-f", "mpegts"])
-        .arg(&path)
-        .status()
-        .expect("run ffmpeg");
-    assert!(status.success(), "ffmpeg could not make the test stream");
-    path
-}
-
-/// (codec name, decoded video frames) of a TS file, as ffprobe reads it.
-pub fn probe(path: &std::path::Path) -> (String, u64) {
-    require("ffprobe");
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=codec_name,nb_read_frames"])
-        .args(["-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .expect("run ffprobe");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut fields = text.trim().split(',');
-    let codec = fields.next().unwrap_or_default().to_owned();
-    let frames = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
-    (codec, frames)
-}
-
-/// Counters of a [`LossyRelay`].
-#[derive(Debug, Default)]
-pub struct RelayCounts {
-    /// Data packets dropped on their first transmission (caller to listener).
-    pub dropped_first_tx: std::sync::atomic::AtomicU64,
-    /// All datagrams dropped, both ways.
-    pub dropped: std::sync::atomic::AtomicU64,
-}
-
-/// A UDP relay between an SRT caller and listener that delays every datagram by `delay` and
-/// drops a seeded-random `loss` fraction of the non-handshake ones in both directions.
-pub struct LossyRelay {
-    pub addr: SocketAddr,
-    pub counts: std::sync::Arc<RelayCounts>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl LossyRelay {
-    pub async fn start(target: SocketAddr, delay: Duration, loss: f64, seed: u64) -> LossyRelay {
-        use rand::{Rng, SeedableRng};
-        use std::sync::Arc;
-        use std::sync::atomic::Ordering;
-        let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
-        let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
-        let addr = front.local_addr().unwrap();
-        let counts = Arc::new(RelayCounts::default());
-        let caller: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
-        let mut tasks = Vec::new();
-        for forward in [true, false] {
-            let (from, to) = if forward {
-                (front.clone(), back.clone())
-            } else {
-                (back.clone(), front.clone())
-            };
-            let counts = counts.clone();
-            let seen = caller.clone();
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ u64::from(forward));
-            // A constant delay keeps order, so one FIFO per direction suffices.
-            let (tx, mut rx) =
-                tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
-            tasks.push(tokio::spawn(async move {
-                let mut buf = vec![0u8; 2048];
-                while let Ok((n, src)) = from.recv_from(&mut buf).await {
-                    let d = &buf[..n];
-                    if forward {
-                        *seen.lock().unwrap() = Some(src);
-                    }
-                    let handshake = n >= 4 && d[0] == 0x80 && d[1] == 0;
-                    if !handshake && rng.random_bool(loss) {
-                        counts.dropped.fetch_add(1, Ordering::Relaxed);
-                        if forward && n >= 16 && d[0] & 0x80 == 0 && d[4] & 0x04 == 0 {
-                            counts.dropped_first_tx.fetch_add(1, Ordering::Relaxed);
-                        }
-                        continue;
-                    }
-                    let _ = tx.send((tokio::time::Instant::now() + delay, d.to_vec()));
-                }
-            }));
-            let caller = caller.clone();
-            tasks.push(tokio::spawn(async move {
-                while let Some((at, d)) = rx.recv().await {
-                    tokio::time::sleep_until(at).await;
-                    let dest = if forward {
-                        Some(target)
-                    } else {
-                        *caller.lock().unwrap()
-                    };
-                    if let Some(dest) = dest {
-                        let _ = to.send_to(&d, dest).await;
-                    }
-                }
-            }));
+/// A live source into a peer's UDP input: payloads 0..count, `per_ms` per millisecond, then
+/// short trailer datagrams for a while, as a live stream goes on: libsrt learns of a lost
+/// last packet only from a later one.
+pub fn udp_source(target: SocketAddr, count: u32, per_ms: u32) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let source = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for i in 0..count {
+            source.send_to(&payload(i), target).await.unwrap();
+            if i % per_ms == per_ms - 1 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
-        LossyRelay {
-            addr,
-            counts,
-            tasks,
+        for _ in 0..100 {
+            let _ = source.send_to(b"trailer", target).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
+
+/// Receives until `count` test payloads (1316 bytes; warm-up and trailer datagrams are
+/// skipped) have come or nothing has for 3 s.
+pub async fn recv_payloads(conn: &mut SrtConnection, count: u32) -> Vec<bytes::Bytes> {
+    let mut got = Vec::new();
+    while got.len() < count as usize {
+        match tokio::time::timeout(Duration::from_secs(3), conn.recv()).await {
+            Ok(Some(p)) if p.len() == 1316 => got.push(p),
+            Ok(Some(_)) => {}
+            _ => break,
         }
     }
-
-    pub fn dropped_first_tx(&self) -> u64 {
-        self.counts
-            .dropped_first_tx
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl Drop for LossyRelay {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-/// The last statistics record srt-live-transmit wrote with `-pf:json -f -statsout:<path>`.
-pub fn last_libsrt_stats(path: &std::path::Path) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l.trim().trim_end_matches(',')).ok())
+    got
 }
