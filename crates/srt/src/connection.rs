@@ -276,6 +276,12 @@ struct SndPkt {
     reported_lost: bool,
 }
 
+/// Before the receiver must play a packet, time enough for a copy to get there: two ACK
+/// periods (timers run once per period, and the IO layer's tick) plus four RTT variations.
+fn last_chance_guard(rtt_var: Duration) -> Duration {
+    2 * SYN + 4 * rtt_var
+}
+
 struct RcvPkt {
     ts: i64,
     msg_no: u32,
@@ -299,6 +305,8 @@ pub struct Connection {
     snd_next: SeqNo,
     msg_no: u32,
     snd_buf: VecDeque<SndPkt>,
+    /// The oldest packet not yet past its last chance (see `last_chance_repairs`).
+    last_chance_next: SeqNo,
     // receiver
     rcv_base: SeqNo,
     rcv_buf: VecDeque<Option<RcvPkt>>,
@@ -400,6 +408,7 @@ impl Connection {
             crypto: None,
             pending_km: None,
             snd_next: isn,
+            last_chance_next: isn,
             msg_no: 1,
             snd_buf: VecDeque::new(),
             rcv_base: isn,
@@ -929,11 +938,22 @@ impl Connection {
                     continue;
                 }
                 self.snd_buf[i].last_tx = now;
-                self.transmit_data(i, true);
-                self.stats.packets_retransmitted += 1;
+                // Near its deadline a repair may be the last that can make it: two copies,
+                // so that one more lost datagram does not lose the packet.
+                let copies = if self.near_deadline(i, now) { 2 } else { 1 };
+                for _ in 0..copies {
+                    self.transmit_data(i, true);
+                    self.stats.packets_retransmitted += 1;
+                }
             }
         }
         self.last_sent = now;
+    }
+
+    /// Packet `i` is due at the receiver within [`last_chance_guard`] and not yet past due.
+    fn near_deadline(&self, i: usize, now: Instant) -> bool {
+        let due = self.snd_buf[i].origin + self.peer_latency;
+        now < due && due <= now + last_chance_guard(self.stats.rtt_var)
     }
 
     fn drop_old_sent(&mut self, now: Instant) {
@@ -966,6 +986,37 @@ impl Connection {
                 last,
             },
         );
+    }
+
+    /// A live packet has a deadline: the receiver plays it `peer_latency` after it was sent
+    /// (counted from its clock's offset, which includes the one-way delay). A packet the
+    /// receiver reported lost and has not acknowledged gets one more copy, unasked, when about
+    /// one trip to the receiver is left (and repairs asked for after that go out twice, see
+    /// `on_nak`). The receiver re-reports a loss only every half RTT to RTT (libsrt:
+    /// `(RTT + 4 RTTVar) / 2`, at least 20 ms), so at a latency of about three RTT a loss gets
+    /// three or four requests; when a request or its repair is lost too, the last request
+    /// comes too late for its repair to make it, and this copy does not wait for it. One copy
+    /// per reported loss at most; nothing where repairs succeed at once and the receiver
+    /// acknowledges them before this point.
+    fn last_chance_repairs(&mut self, now: Instant) {
+        let due = now + last_chance_guard(self.stats.rtt_var);
+        let Some(front) = self.snd_buf.front() else {
+            return;
+        };
+        // Packets before `last_chance_next` had theirs (or were acknowledged and are gone).
+        let start = front.seq.diff(self.last_chance_next).max(0) as usize;
+        for i in start..self.snd_buf.len() {
+            let p = &self.snd_buf[i];
+            if p.origin + self.peer_latency > due {
+                break;
+            }
+            self.last_chance_next = p.seq.next();
+            if p.reported_lost {
+                // `last_tx` stays: a request arriving meanwhile is still answered.
+                self.transmit_data(i, true);
+                self.stats.packets_retransmitted += 1;
+            }
+        }
     }
 
     /// Tail loss: a lost last packet leaves no later packet to reveal the gap, so the receiver
@@ -1315,6 +1366,7 @@ impl Connection {
             self.send_control(now, Control::Nak(ranges));
         }
         self.drop_old_sent(now);
+        self.last_chance_repairs(now);
         self.retransmit_stalled_tail(now);
         if let Some((km, at)) = &self.pending_km
             && now.saturating_duration_since(*at) >= Duration::from_secs(1)

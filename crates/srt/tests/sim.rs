@@ -46,6 +46,9 @@ const SERVER: SocketAddr = SocketAddr::new(
     9000,
 );
 
+/// Picks datagrams to lose: (virtual time, `to_listener`, datagram) -> lose it.
+type Lose = Box<dyn FnMut(Duration, bool, &[u8]) -> bool>;
+
 /// A datagram on the simulated wire: (arrival, tie-break, to_listener, bytes).
 type InFlight = (Duration, u64, bool, Vec<u8>);
 
@@ -69,6 +72,8 @@ struct Sim {
     listener_conn: Option<u32>,
     /// Virtual (caller-clock) time of each payload the listener delivered.
     delivered_at: Vec<Duration>,
+    /// Loses the datagrams it picks besides the link's random loss.
+    lose: Option<Lose>,
 }
 
 impl Sim {
@@ -128,6 +133,7 @@ impl Sim {
             listener_events: Vec::new(),
             listener_conn: None,
             delivered_at: Vec::new(),
+            lose: None,
         }
     }
 
@@ -145,6 +151,14 @@ impl Sim {
     }
 
     fn put_on_wire(&mut self, to_listener: bool, datagram: Vec<u8>) {
+        let t = self.t;
+        if self
+            .lose
+            .as_mut()
+            .is_some_and(|lose| lose(t, to_listener, &datagram))
+        {
+            return;
+        }
         let is_data = datagram[0] & 0x80 == 0;
         let copies = if self.rng.random_bool(self.link.duplicate) {
             2
@@ -362,6 +376,79 @@ fn five_percent_loss_with_jitter_duplicates_and_skew_recovers_everything() {
             sim.dropped_data_to_listener
         );
     }
+}
+
+#[test]
+fn a_loss_whose_later_reports_are_lost_is_repaired_before_its_deadline() {
+    let link = Link {
+        delay: Duration::from_millis(20),
+        ..Link::clean()
+    };
+    let mut sim = Sim::new(3, link, 0.0, ConnectionConfig::default(), None);
+    // Payload 100 is lost, so is its repair for the first loss report, and every later
+    // report: the sender hears of the loss once, too early to know its repair failed.
+    let (mut first_seq, mut repairs, mut reports) = (None, 0, 0);
+    sim.lose = Some(Box::new(move |_, to_listener, d| {
+        let word = |i: usize| u32::from_be_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
+        if to_listener && d[0] & 0x80 == 0 {
+            let seq = word(0);
+            if seq != first_seq.get_or_insert(seq).wrapping_add(100) {
+                return false;
+            }
+            let retransmitted = d[4] & 0x04 != 0;
+            repairs += u32::from(retransmitted);
+            return !retransmitted || repairs == 1;
+        }
+        let nak = !to_listener && word(0) >> 16 == 0x8003;
+        reports += u32::from(nak);
+        nak && reports > 1
+    }));
+    stream(&mut sim, 300);
+    assert_all_in_order(&sim, 300);
+    let s = sim.caller.stats();
+    assert_eq!(s.packets_retransmitted, 2, "{s:?}");
+}
+
+#[test]
+fn a_repair_asked_for_near_the_deadline_goes_out_twice() {
+    let link = Link {
+        delay: Duration::from_millis(20),
+        ..Link::clean()
+    };
+    let mut sim = Sim::new(4, link, 0.0, ConnectionConfig::default(), None);
+    // Payload 100 is lost, and all loss reports but the first after 80 ms: the sender hears of
+    // the loss once, about 20 ms before the receiver must play it. The first copy of the
+    // repair it sends is lost.
+    let repairs = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = repairs.clone();
+    let (mut first_seq, mut lost_at, mut reported) = (None, None, false);
+    sim.lose = Some(Box::new(move |t, to_listener, d| {
+        let word = |i: usize| u32::from_be_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
+        if to_listener && d[0] & 0x80 == 0 {
+            let seq = word(0);
+            if seq != first_seq.get_or_insert(seq).wrapping_add(100) {
+                return false;
+            }
+            lost_at.get_or_insert(t);
+            if d[4] & 0x04 != 0 {
+                seen.borrow_mut().push(t);
+            }
+            return seen.borrow().len() <= 1;
+        }
+        if to_listener || word(0) >> 16 != 0x8003 {
+            return false;
+        }
+        let passes = !reported && lost_at.is_some_and(|at| t >= at + Duration::from_millis(80));
+        reported |= passes;
+        !passes
+    }));
+    stream(&mut sim, 300);
+    assert_all_in_order(&sim, 300);
+    let repairs = repairs.borrow();
+    assert!(
+        repairs.len() >= 2 && repairs[0] == repairs[1],
+        "repairs at {repairs:?}"
+    );
 }
 
 #[test]
