@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use stadion_srt::{AcceptDecision, ConnectRequest, ListenerConfig, StreamId, reject};
-use stadion_srt_io::{SrtError, SrtListener};
+use stadion_srt::{AcceptDecision, ConnectRequest, ListenerConfig, reject};
+use stadion_srt_io::SrtListener;
 use tokio::time::timeout;
 
 const SECS: u32 = 2;
@@ -47,32 +47,13 @@ async fn ffmpeg_caller_to_our_listener(key_len: Option<usize>) {
     let sent = dir.path().join("sent.ts");
     // The tee muxer writes the very bytes it sends over SRT to `sent.ts` as well.
     let url = srt_url(port, "&streamid=#!::r=cam1,m=publish", key_len, PASSPHRASE);
-    let _ffmpeg = Peer::spawn(
-        "ffmpeg",
-        &[
-            "-hide_banner".into(),
-            "-re".into(),
-            "-i".into(),
-            source.display().to_string(),
-            "-map".into(),
-            "0".into(),
-            "-c".into(),
-            "copy".into(),
-            "-f".into(),
-            "tee".into(),
-            format!("[f=mpegts]{}|[f=mpegts]{url}", sent.display()),
-        ],
+    let _ffmpeg = ffmpeg_copy(
+        &["-re"],
+        &source.display().to_string(),
+        &["-f", "tee"],
+        &format!("[f=mpegts]{}|[f=mpegts]{url}", sent.display()),
     );
-    let mut conn = timeout(Duration::from_secs(10), listener.accept())
-        .await
-        .expect("ffmpeg connects")
-        .unwrap();
-    assert_eq!(
-        StreamId::parse(conn.stream_id().unwrap())
-            .unwrap()
-            .resource(),
-        "cam1"
-    );
+    let mut conn = accept_cam1(&mut listener).await;
     let mut got = Vec::new();
     // ffmpeg closes the connection when the file ends.
     while let Ok(Some(p)) = timeout(Duration::from_secs(5), conn.recv()).await {
@@ -98,22 +79,11 @@ async fn our_caller_to_ffmpeg_listener(key_len: Option<usize>) {
     let out = dir.path().join("out.ts");
     let port = free_port();
     // `-f data` on both sides: ffmpeg stores the payload bytes exactly as they arrive.
-    let mut ffmpeg = Peer::spawn(
-        "ffmpeg",
-        &[
-            "-hide_banner".into(),
-            "-f".into(),
-            "data".into(),
-            "-i".into(),
-            srt_url(port, "&mode=listener", key_len, PASSPHRASE),
-            "-map".into(),
-            "0".into(),
-            "-c".into(),
-            "copy".into(),
-            "-f".into(),
-            "data".into(),
-            out.display().to_string(),
-        ],
+    let mut ffmpeg = ffmpeg_copy(
+        &["-f", "data"],
+        &srt_url(port, "&mode=listener", key_len, PASSPHRASE),
+        &["-f", "data"],
+        &out.display().to_string(),
     );
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let conn = connect_retry(addr, our_config(key_len, PASSPHRASE))
@@ -141,35 +111,9 @@ async fn our_caller_to_ffmpeg_listener(key_len: Option<usize>) {
     assert_eq!(probe(&out), ("mpeg2video".to_owned(), FRAMES));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ffmpeg_caller_to_our_listener_plain() {
-    ffmpeg_caller_to_our_listener(None).await;
-}
+per_key_size!(ffmpeg_caller_to_our_listener => ffmpeg_caller_to_our_listener_plain, ffmpeg_caller_to_our_listener_aes128, ffmpeg_caller_to_our_listener_aes256);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ffmpeg_caller_to_our_listener_aes128() {
-    ffmpeg_caller_to_our_listener(Some(16)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ffmpeg_caller_to_our_listener_aes256() {
-    ffmpeg_caller_to_our_listener(Some(32)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn our_caller_to_ffmpeg_listener_plain() {
-    our_caller_to_ffmpeg_listener(None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn our_caller_to_ffmpeg_listener_aes128() {
-    our_caller_to_ffmpeg_listener(Some(16)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn our_caller_to_ffmpeg_listener_aes256() {
-    our_caller_to_ffmpeg_listener(Some(32)).await;
-}
+per_key_size!(our_caller_to_ffmpeg_listener => our_caller_to_ffmpeg_listener_plain, our_caller_to_ffmpeg_listener_aes128, our_caller_to_ffmpeg_listener_aes256);
 
 /// Runs an ffmpeg caller that our listener must refuse; returns what ffmpeg printed.
 async fn ffmpeg_refused(hook_passphrase: &'static str, stream_id: &str, code: u32) -> String {
@@ -178,22 +122,11 @@ async fn ffmpeg_refused(hook_passphrase: &'static str, stream_id: &str, code: u3
     let mut listener = listener(Some(hook_passphrase)).await;
     let port = listener.local_addr().port();
     let query = format!("&streamid={stream_id}");
-    let mut ffmpeg = Peer::spawn(
-        "ffmpeg",
-        &[
-            "-hide_banner".into(),
-            "-f".into(),
-            "data".into(),
-            "-i".into(),
-            source.display().to_string(),
-            "-map".into(),
-            "0".into(),
-            "-c".into(),
-            "copy".into(),
-            "-f".into(),
-            "data".into(),
-            srt_url(port, &query, Some(16), PASSPHRASE),
-        ],
+    let mut ffmpeg = ffmpeg_copy(
+        &["-f", "data"],
+        &source.display().to_string(),
+        &["-f", "data"],
+        &srt_url(port, &query, Some(16), PASSPHRASE),
     );
     let status = ffmpeg.exited(Duration::from_secs(10)).await;
     assert!(
@@ -244,17 +177,5 @@ async fn wrong_passphrase_to_ffmpeg_listener_is_refused() {
         ],
     );
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let err = connect_retry(addr, our_config(Some(32), "not-the-right-one"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            SrtError::Rejected {
-                code: reject::BADSECRET,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_wrong_passphrase_refused(addr, 32).await;
 }

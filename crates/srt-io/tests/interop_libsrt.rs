@@ -7,10 +7,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use stadion_srt::{AcceptDecision, ListenerConfig, StreamId, reject};
-use stadion_srt_io::{SrtError, SrtListener};
+use stadion_srt::{AcceptDecision, ListenerConfig, reject};
+use stadion_srt_io::SrtListener;
 use tokio::net::UdpSocket;
-use tokio::time::timeout;
 
 const COUNT: u32 = 1500;
 
@@ -77,16 +76,7 @@ async fn their_caller_to_our_listener(key_len: Option<usize>) {
     )
     .timeout(30)
     .spawn();
-    let mut conn = timeout(Duration::from_secs(5), listener.accept())
-        .await
-        .expect("srt-live-transmit connects")
-        .unwrap();
-    assert_eq!(
-        StreamId::parse(conn.stream_id().unwrap())
-            .unwrap()
-            .resource(),
-        "cam1"
-    );
+    let mut conn = accept_cam1(&mut listener).await;
     let target: SocketAddr = ([127, 0, 0, 1], in_port).into();
     // srt-live-transmit is connected once our answer reached it, and drops input until then.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -99,35 +89,9 @@ async fn their_caller_to_our_listener(key_len: Option<usize>) {
     assert!(stats.rtt < Duration::from_millis(50), "rtt {:?}", stats.rtt);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn our_caller_to_libsrt_listener_plain() {
-    our_caller_to_their_listener(None).await;
-}
+per_key_size!(our_caller_to_their_listener => our_caller_to_libsrt_listener_plain, our_caller_to_libsrt_listener_aes128, our_caller_to_libsrt_listener_aes256);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn our_caller_to_libsrt_listener_aes128() {
-    our_caller_to_their_listener(Some(16)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn our_caller_to_libsrt_listener_aes256() {
-    our_caller_to_their_listener(Some(32)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn libsrt_caller_to_our_listener_plain() {
-    their_caller_to_our_listener(None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn libsrt_caller_to_our_listener_aes128() {
-    their_caller_to_our_listener(Some(16)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn libsrt_caller_to_our_listener_aes256() {
-    their_caller_to_our_listener(Some(32)).await;
-}
+per_key_size!(their_caller_to_our_listener => libsrt_caller_to_our_listener_plain, libsrt_caller_to_our_listener_aes128, libsrt_caller_to_our_listener_aes256);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passphrase_refused_by_libsrt_listener() {
@@ -142,19 +106,7 @@ async fn wrong_passphrase_refused_by_libsrt_listener() {
     .timeout(10)
     .spawn();
     let addr: SocketAddr = ([127, 0, 0, 1], srt_port).into();
-    let err = connect_retry(addr, our_config(Some(16), "not-the-right-one"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            SrtError::Rejected {
-                code: reject::BADSECRET,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_wrong_passphrase_refused(addr, 16).await;
     // Their side logs the refusal too.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let log = peer.stderr();

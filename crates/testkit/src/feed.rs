@@ -5,7 +5,7 @@ use std::process::Command;
 
 use bytes::Bytes;
 
-use crate::require;
+use crate::{Peer, require};
 
 /// Test payload `i`: 1316 bytes (7 TS packets' worth, the usual SRT payload) starting with
 /// `i` (big-endian) and filled with bytes that depend on `i`, so a swapped, stale or corrupt
@@ -49,6 +49,19 @@ pub fn make_ts(dir: &Path, secs: u32) -> PathBuf {
     path
 }
 
+/// Runs `ffmpeg -hide_banner <input_opts> -i <input> -map 0 -c copy <output_opts> <output>`:
+/// every stream of `input` copied to `output` as it is, no re-encoding (e.g. a TS file pushed
+/// to an SRT URL with `-f mpegts`, or SRT payloads stored byte for byte with `-f data` on
+/// both sides).
+pub fn ffmpeg_copy(input_opts: &[&str], input: &str, output_opts: &[&str], output: &str) -> Peer {
+    let mut args = vec!["-hide_banner"];
+    args.extend(input_opts);
+    args.extend(["-i", input, "-map", "0", "-c", "copy"]);
+    args.extend(output_opts);
+    args.push(output);
+    Peer::spawn("ffmpeg", args)
+}
+
 /// (codec name, decoded video frames) of a TS file, as ffprobe reads it.
 pub fn probe(path: &Path) -> (String, u64) {
     require("ffprobe");
@@ -69,6 +82,22 @@ pub fn probe(path: &Path) -> (String, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_keeps_every_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = make_ts(dir.path(), 1);
+        let copy = dir.path().join("copy.ts");
+        let mut ffmpeg = ffmpeg_copy(
+            &[],
+            source.to_str().unwrap(),
+            &["-f", "mpegts"],
+            copy.to_str().unwrap(),
+        );
+        let status = ffmpeg.wait(std::time::Duration::from_secs(20));
+        assert!(status.is_some_and(|s| s.success()), "{}", ffmpeg.stderr());
+        assert_eq!(probe(&copy), ("mpeg2video".to_owned(), 25));
+    }
 
     #[test]
     fn payloads_carry_their_number_and_differ() {

@@ -8,7 +8,8 @@
 //! - [`free_port`], [`collect_udp`], [`Feeding`], [`udp_drops`]: ports, a UDP sink, a UDP
 //!   source that keeps a peer's input busy (libsrt connects its output only once its input
 //!   has data), and what a full socket buffer dropped.
-//! - [`payload`], [`make_ts`], [`probe`]: numbered test payloads and a real MPEG-TS feed.
+//! - [`payload`], [`make_ts`], [`probe`], [`ffmpeg_copy`]: numbered test payloads, a real
+//!   MPEG-TS feed, and ffmpeg moving one without re-encoding.
 //! - [`LossyRelay`]: an impaired UDP link (delay and seeded loss) between an SRT caller and
 //!   listener that keeps a log to explain an unrecovered packet.
 //!
@@ -20,7 +21,7 @@ mod net;
 mod peer;
 mod relay;
 
-pub use feed::{make_ts, payload, payload_id, probe};
+pub use feed::{ffmpeg_copy, make_ts, payload, payload_id, probe};
 pub use libsrt::{LiveTransmit, libsrt_stats};
 pub use net::{Feeding, collect_udp, free_port, udp_drops};
 pub use peer::{Peer, require};

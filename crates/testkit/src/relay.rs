@@ -111,6 +111,7 @@ pub struct RelayEvent {
 pub struct LossyRelay {
     /// Where callers connect.
     pub addr: SocketAddr,
+    delay: Duration,
     log: Arc<Mutex<Vec<RelayEvent>>>,
     dropped_first_tx: Arc<AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -189,6 +190,7 @@ impl LossyRelay {
         }
         LossyRelay {
             addr,
+            delay,
             log,
             dropped_first_tx,
             tasks,
@@ -252,6 +254,20 @@ impl LossyRelay {
             out += &format!("  +{:.1} ms {dir} {:?} {fate}\n", ms(e.arrived), e.kind);
         }
         out
+    }
+
+    /// The longest a datagram waited in the relay beyond its delay. More than a few
+    /// milliseconds means the test process was not scheduled in time (an overloaded machine):
+    /// the link then delayed packets more than the test says.
+    pub fn worst_lateness(&self) -> Duration {
+        lock(&self.log)
+            .iter()
+            .filter_map(|e| {
+                e.left
+                    .map(|left| left.saturating_sub(e.arrived + self.delay))
+            })
+            .max()
+            .unwrap_or_default()
     }
 
     /// For each full ACK the relay passed on, how long its receiver took to answer with the
@@ -346,5 +362,6 @@ mod tests {
             panic!("{lost:?}")
         };
         assert!(relay.history(seq).contains("dropped"));
+        assert!(relay.worst_lateness() < Duration::from_millis(100));
     }
 }

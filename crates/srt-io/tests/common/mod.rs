@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use stadion_srt::ConnectionConfig;
-use stadion_srt_io::{SrtConnection, SrtError};
+use stadion_srt::{ConnectionConfig, StreamId, reject};
+use stadion_srt_io::{SrtConnection, SrtError, SrtListener};
 pub use stadion_testkit::*;
 
 pub const PASSPHRASE: &str = "stadion-secret-42";
@@ -42,6 +42,62 @@ pub async fn connect_retry(
         }
     }
     Err(last.unwrap())
+}
+
+/// The next caller of `listener`, within 10 s; asserts that its stream ID names `cam1`.
+pub async fn accept_cam1(listener: &mut SrtListener) -> SrtConnection {
+    let conn = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+        .await
+        .expect("the peer connects")
+        .expect("the listener runs");
+    let stream_id = conn.stream_id().map(StreamId::parse);
+    assert!(
+        stream_id
+            .as_ref()
+            .is_some_and(|s| s.as_ref().is_ok_and(|s| s.resource() == "cam1")),
+        "stream ID {:?}",
+        conn.stream_id()
+    );
+    conn
+}
+
+/// Connects to a peer with a passphrase it does not share; asserts that the peer refused
+/// with `BADSECRET`.
+pub async fn assert_wrong_passphrase_refused(addr: SocketAddr, key_len: usize) {
+    let err = connect_retry(addr, our_config(Some(key_len), "not-the-right-one"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SrtError::Rejected {
+                code: reject::BADSECRET,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// One test per key size (unencrypted, AES-128, AES-256), each running `$run(key_len)`.
+#[macro_export]
+macro_rules! per_key_size {
+    ($run:ident => $plain:ident, $aes128:ident, $aes256:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $plain() {
+            $run(None).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $aes128() {
+            $run(Some(16)).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $aes256() {
+            $run(Some(32)).await;
+        }
+    };
 }
 
 /// The ids of the payloads in `got` ([`payload_id`]).
