@@ -52,6 +52,9 @@ const REPAIR_SHARE: f64 = 0.1;
 /// Share of the time limit the route minimisation after the initial population may take
 /// (hierarchical objective).
 const ROUTE_MIN_SHARE: f64 = 0.3;
+/// Share of the requests taken out of the best solution (with one route) to seed the
+/// population after a route fewer.
+const RUIN_SHARE: f64 = 0.1;
 
 /// A complete assignment of nodes to vehicles with its cost components.
 #[derive(Debug, Clone)]
@@ -171,12 +174,26 @@ impl SubPop {
         self.update_fitness(p);
     }
 
-    fn remove(&mut self, i: usize) {
-        self.members.swap_remove(i);
+    /// Keeps the members that `keep` accepts; returns the others.
+    fn retain(&mut self, keep: impl Fn(&Indiv) -> bool, p: Penalties) -> Vec<Indiv> {
+        let mut gone = Vec::new();
+        // Backwards: `remove` moves the last member, already kept, into the gap.
+        for i in (0..self.members.len()).rev() {
+            if !keep(&self.members[i]) {
+                gone.push(self.remove(i));
+            }
+        }
+        self.update_fitness(p);
+        gone
+    }
+
+    fn remove(&mut self, i: usize) -> Indiv {
+        let gone = self.members.swap_remove(i);
         self.dist.swap_remove(i);
         for d in &mut self.dist {
             d.swap_remove(i);
         }
+        gone
     }
 
     fn update_fitness(&mut self, p: Penalties) {
@@ -228,6 +245,8 @@ struct Search<'d, 'a> {
     warp_history: Vec<bool>,
     best: Option<Indiv>,
     best_infeasible: Option<Indiv>,
+    /// Members taken out of the population after a route fewer ([`Self::reduced_start`]).
+    purged: Vec<Indiv>,
 }
 
 impl<'d, 'a> Search<'d, 'a> {
@@ -445,8 +464,45 @@ impl<'d, 'a> Search<'d, 'a> {
         if !ind.feasible() {
             return false;
         }
-        self.ls.max_routes = ind.vehicles;
+        // Members with more routes can no longer become the best: the search goes on
+        // from the new count.
+        let cap = ind.vehicles;
+        self.ls.max_routes = cap;
+        self.purged = self.feasible.retain(|m| m.vehicles <= cap, self.pen);
+        self.purged
+            .extend(self.infeasible.retain(|m| m.vehicles <= cap, self.pen));
         self.insert(ind)
+    }
+
+    /// A start for the population after a route fewer: a member taken out for having more
+    /// routes, without its smallest routes; once none is left, the best solution with one
+    /// random route and a few random requests taken out. The local search puts the requests
+    /// back without opening routes.
+    fn reduced_start(&mut self) -> Vec<Vec<usize>> {
+        let cap = self.ls.max_routes;
+        if let Some(member) = self.purged.pop() {
+            let mut routes = member.routes;
+            let mut used: Vec<usize> = (0..routes.len())
+                .filter(|&r| !routes[r].is_empty())
+                .collect();
+            used.sort_by_key(|&r| routes[r].len());
+            for &r in &used[..used.len().saturating_sub(cap)] {
+                routes[r].clear();
+            }
+            return routes;
+        }
+        let mut routes = self.best.as_ref().expect("a best solution").routes.clone();
+        let used: Vec<usize> = (0..routes.len())
+            .filter(|&r| !routes[r].is_empty())
+            .collect();
+        routes[used[self.rng.random_range(0..used.len())]].clear();
+        let out: Vec<usize> = (0..self.data.inst.requests.len())
+            .filter(|_| self.rng.random_bool(RUIN_SHARE))
+            .collect();
+        for r in &mut routes {
+            r.retain(|&x| !out.contains(&self.data.nodes[x].request));
+        }
+        routes
     }
 
     /// The best feasible solution without its smallest route, for route minimisation.
@@ -520,6 +576,7 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
         warp_history: Vec::new(),
         best: None,
         best_infeasible: None,
+        purged: Vec::new(),
     };
     let empty = vec![Vec::new(); data.vehicles.len()];
     let deadline = started + config.time_limit;
@@ -584,8 +641,22 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
         if route_min && iteration == 0 {
             let until = (Instant::now() + config.time_limit.mul_f64(ROUTE_MIN_SHARE))
                 .min(search_deadline(&search));
+            let mut fewer = false;
             while search.remove_route(until) {
+                fewer = true;
                 report(&search, iteration);
+            }
+            while fewer
+                && search.feasible.members.len() + search.infeasible.members.len() < MIN_POP
+                && !out_of_time(&search, iteration)
+            {
+                search.ls.deadline = Some(search_deadline(&search));
+                let routes = search.reduced_start();
+                let ind = search.educate(&routes);
+                if search.insert(ind) {
+                    report(&search, iteration);
+                }
+                search.adapt_penalties();
             }
         }
         while !out_of_time(&search, iteration) && !reached_target(&search) {
