@@ -250,8 +250,19 @@ struct Seen {
 struct Tally {
     connected: AtomicUsize,
     failed: AtomicUsize,
-    /// Each distinct connect error and how often it came.
+    /// Each distinct connect error, or reason a connection ended early, and how often.
     errors: Mutex<BTreeMap<String, usize>>,
+    /// The receivers' own SRT counters at the end: gaps seen, packets dropped too late to
+    /// play, retransmissions that came after their packet was played.
+    srt_lost: AtomicU64,
+    srt_too_late: AtomicU64,
+    srt_belated: AtomicU64,
+}
+
+impl Tally {
+    fn note(&self, what: String) {
+        *self.errors.lock().unwrap().entry(what).or_default() += 1;
+    }
 }
 
 /// Handshakes the bench runs at once: all receivers of a step calling in the same
@@ -301,6 +312,7 @@ async fn receive(
         };
         let Some(p) = p else {
             seen.lock().unwrap().ended_early = true;
+            tally.note(format!("ended early: {:?}", conn.close_reason()));
             break;
         };
         if p.len() < 17 {
@@ -316,6 +328,17 @@ async fn receive(
         let mut s = seen.lock().unwrap();
         s.numbers.push(number);
         s.delays_us.push(u32::try_from(delay).unwrap_or(u32::MAX));
+    }
+    if let Some(stats) = conn.stats().await {
+        tally
+            .srt_lost
+            .fetch_add(stats.packets_lost, Ordering::Relaxed);
+        tally
+            .srt_too_late
+            .fetch_add(stats.packets_dropped, Ordering::Relaxed);
+        tally
+            .srt_belated
+            .fetch_add(stats.packets_belated, Ordering::Relaxed);
     }
 }
 
@@ -438,7 +461,15 @@ async fn measure(
     };
     let errors = std::mem::take(&mut *tally.errors.lock().unwrap());
     for (error, count) in &errors {
-        eprintln!("{count} receivers could not connect: {error}");
+        eprintln!("{count} receivers: {error}");
+    }
+    if lost > 0 {
+        eprintln!(
+            "receivers' SRT counters: {} gaps, {} dropped too late, {} belated",
+            tally.srt_lost.load(Ordering::Relaxed),
+            tally.srt_too_late.load(Ordering::Relaxed),
+            tally.srt_belated.load(Ordering::Relaxed),
+        );
     }
     Outcome {
         sent: last - first,
@@ -635,6 +666,9 @@ fn node_child() {
                 bus.publish(Instant::now(), Bytes::copy_from_slice(&buf[..n]));
             }
         });
+        if std::env::var_os("STADION_BENCH_TRACE").is_some() {
+            tokio::spawn(trace_node(node.handle()));
+        }
         let mut stdout = std::io::stdout();
         writeln!(
             stdout,
@@ -663,4 +697,43 @@ fn node_child() {
         }
         node.stop().await;
     });
+}
+
+/// The node's side of the trace: its receivers and their SRT send counters, each second.
+async fn trace_node(node: stadion_live::node::NodeHandle) {
+    let mut last = stadion_live::output::SrtStatus::default();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(status) = node.status().await else {
+            return;
+        };
+        let mut sum = stadion_live::output::SrtStatus::default();
+        let (mut receivers, mut dropped_chunks) = (0, 0);
+        for flow in &status.flows {
+            dropped_chunks += flow.chunks_dropped;
+            for r in &flow.receivers {
+                receivers += 1;
+                if let Some(s) = &r.srt {
+                    sum.packets_sent += s.packets_sent;
+                    sum.packets_retransmitted += s.packets_retransmitted;
+                    sum.packets_send_loss += s.packets_send_loss;
+                    sum.packets_send_dropped += s.packets_send_dropped;
+                    sum.send_buffer_packets += s.send_buffer_packets;
+                    sum.rtt_ms = sum.rtt_ms.max(s.rtt_ms);
+                }
+            }
+        }
+        eprintln!(
+            "        node: {receivers} receivers, per second {} sent, {} retransmitted, {} reported lost, {} dropped unacknowledged; {} in send buffers, max RTT {:.1} ms, {dropped_chunks} chunks missed",
+            sum.packets_sent.saturating_sub(last.packets_sent),
+            sum.packets_retransmitted
+                .saturating_sub(last.packets_retransmitted),
+            sum.packets_send_loss.saturating_sub(last.packets_send_loss),
+            sum.packets_send_dropped
+                .saturating_sub(last.packets_send_dropped),
+            sum.send_buffer_packets,
+            sum.rtt_ms,
+        );
+        last = sum;
+    }
 }

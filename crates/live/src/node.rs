@@ -838,22 +838,36 @@ impl Outputs {
                 )
             })
             .collect();
-        // SRT statistics come from the listener's driver: gather them off this loop.
+        // SRT statistics come from the listener's driver: gather them off this loop, all at
+        // once (one at a time, a thousand receivers took seconds, more when the driver is busy).
         tokio::spawn(async move {
+            let mut asks = tokio::task::JoinSet::new();
+            for (f, (_, _, _, receivers, _)) in flows.iter().enumerate() {
+                for (r, (_, session)) in receivers.iter().enumerate() {
+                    let session = session.clone();
+                    asks.spawn(async move {
+                        let stats = tokio::time::timeout(output::STATS_TIMEOUT, session.stats());
+                        (f, r, stats.await.ok().flatten())
+                    });
+                }
+            }
+            let mut flows: Vec<_> = flows
+                .into_iter()
+                .map(|(flow, bytes_in, chunks_dropped, receivers, pushes)| {
+                    let receivers: Vec<_> = receivers.into_iter().map(|(s, _)| s).collect();
+                    (flow, bytes_in, chunks_dropped, receivers, pushes)
+                })
+                .collect();
+            while let Some(answer) = asks.join_next().await {
+                if let Ok((f, r, Some(stats))) = answer {
+                    flows[f].3[r].srt = Some(SrtStatus::from(stats));
+                }
+            }
             let mut out = OutputStatus {
                 listen,
                 flows: Vec::with_capacity(flows.len()),
             };
-            for (flow, bytes_in, chunks_dropped, receivers, pushes) in flows {
-                let mut list = Vec::with_capacity(receivers.len());
-                for (mut status, session) in receivers {
-                    status.srt = tokio::time::timeout(output::STATS_TIMEOUT, session.stats())
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(SrtStatus::from);
-                    list.push(status);
-                }
+            for (flow, bytes_in, chunks_dropped, mut list, pushes) in flows {
                 list.extend(pushes);
                 list.sort_by(|a, b| {
                     (&a.key.rhb, a.connected_at).cmp(&(&b.key.rhb, b.connected_at))
