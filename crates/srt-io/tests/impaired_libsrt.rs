@@ -24,7 +24,6 @@ use std::time::Duration;
 use common::*;
 use stadion_srt::{AcceptDecision, ConnectRequest, ListenerConfig};
 use stadion_srt_io::SrtListener;
-use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
 const COUNT: u32 = 3000;
@@ -79,7 +78,7 @@ fn relay_stories(relay: &LossyRelay, missing: &[u32], skip: u32) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_sender_to_libsrt_over_lossy_link() {
     let srt_port = free_port();
-    let sink = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sink = udp_sink();
     let sink_port = sink.local_addr().unwrap().port();
     let peer = LiveTransmit::new(
         format!("srt://127.0.0.1:{srt_port}?mode=listener&latency=120"),

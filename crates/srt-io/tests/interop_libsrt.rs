@@ -9,7 +9,6 @@ use std::time::Duration;
 use common::*;
 use stadion_srt::{AcceptDecision, ListenerConfig, reject};
 use stadion_srt_io::SrtListener;
-use tokio::net::UdpSocket;
 
 const COUNT: u32 = 1500;
 
@@ -25,7 +24,7 @@ async fn send_paced(send: impl Fn(bytes::Bytes)) {
 
 async fn our_caller_to_their_listener(key_len: Option<usize>) {
     let srt_port = free_port();
-    let sink = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sink = udp_sink();
     let _peer = LiveTransmit::new(
         format!(
             "srt://127.0.0.1:{srt_port}?mode=listener&latency=120{}",

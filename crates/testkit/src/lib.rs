@@ -5,9 +5,9 @@
 //!   (passes or panics), its stderr kept for the failure message.
 //! - [`LiveTransmit`]: `srt-live-transmit` with the options the tests use, and its JSON
 //!   statistics ([`libsrt_stats`]).
-//! - [`free_port`], [`collect_udp`], [`Feeding`], [`udp_drops`]: ports, a UDP sink, a UDP
-//!   source that keeps a peer's input busy (libsrt connects its output only once its input
-//!   has data), and what a full socket buffer dropped.
+//! - [`free_port`], [`udp_sink`], [`collect_udp`], [`Feeding`], [`udp_drops`]: ports, a UDP
+//!   sink with room to spare, a UDP source that keeps a peer's input busy (libsrt connects its
+//!   output only once its input has data), and what a full socket buffer dropped.
 //! - [`payload`], [`make_ts`], [`probe`], [`ffmpeg_copy`]: numbered test payloads, a real
 //!   MPEG-TS feed, and ffmpeg moving one without re-encoding.
 //! - [`LossyRelay`]: an impaired UDP link (delay and seeded loss) between an SRT caller and
@@ -23,6 +23,6 @@ mod relay;
 
 pub use feed::{ffmpeg_copy, make_ts, payload, payload_id, probe};
 pub use libsrt::{LiveTransmit, libsrt_stats};
-pub use net::{Feeding, collect_udp, free_port, udp_drops};
+pub use net::{Feeding, collect_udp, free_port, udp_drops, udp_sink};
 pub use peer::{Peer, require};
 pub use relay::{LossyRelay, RelayEvent, RelayKind};

@@ -13,6 +13,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A UDP socket on 127.0.0.1 for a peer's output, with room for a few seconds of a test
+/// stream (a 4 MiB receive buffer, as far as net.core.rmem_max allows): a test process that
+/// is not scheduled for a while must not lose what the peer delivered meanwhile.
+pub fn udp_sink() -> tokio::net::UdpSocket {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .expect("UDP socket");
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind a UDP sink on 127.0.0.1");
+    socket.set_nonblocking(true).expect("non-blocking");
+    tokio::net::UdpSocket::from_std(socket.into()).expect("in a tokio runtime")
+}
+
 /// Receives on `sink` until `count` datagrams that `keep` accepts have come, or nothing has
 /// come for `idle`; returns the kept ones in arrival order.
 pub async fn collect_udp(
@@ -89,7 +108,7 @@ mod tests {
 
     #[tokio::test]
     async fn feeding_reaches_the_sink_until_dropped() {
-        let sink = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let sink = udp_sink();
         let feeding = Feeding::start(
             sink.local_addr().unwrap(),
             Duration::from_millis(1),
