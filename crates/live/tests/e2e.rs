@@ -6,15 +6,12 @@
 //! UDP source delivers it; what is under test here is everything from the bus to the
 //! broadcaster.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use common::Peer;
 use stadion_control::ControlPlane;
 use stadion_control::model::{Flow, LicenceState, OrgKind, Passphrase};
 use stadion_control::store::{Actor, AuditFilter, NewLicence, Scope};
@@ -23,6 +20,7 @@ use stadion_live::access::InProcess;
 use stadion_live::fanout::FlowBus;
 use stadion_live::node::{LiveNode, NodeConfig, NodeHandle};
 use stadion_live::output::push::{PushSpec, PushTarget};
+use stadion_testkit::Peer;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -183,7 +181,7 @@ async fn ffmpeg_feed(bus: FlowBus) -> (Peer, JoinHandle<()>) {
     let port = socket.local_addr().unwrap().port();
     let encoder = Peer::spawn(
         "ffmpeg",
-        &[
+        [
             "-hide_banner",
             "-nostats",
             "-loglevel",
@@ -210,8 +208,7 @@ async fn ffmpeg_feed(bus: FlowBus) -> (Peer, JoinHandle<()>) {
             "-f",
             "mpegts",
             &format!("udp://127.0.0.1:{port}?pkt_size=1316"),
-        ]
-        .map(String::from),
+        ],
     );
     let pump = tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
@@ -233,7 +230,7 @@ async fn sink() -> (UdpSocket, u16) {
 fn slt_receiver(env: &Env, rhb: &str, passphrase: &str, port: u16) -> Peer {
     Peer::spawn(
         "srt-live-transmit",
-        &[
+        [
             "-a:no".into(),
             "-t:30".into(),
             env.slt_url(rhb, passphrase),
@@ -265,7 +262,7 @@ async fn licensed_broadcaster_receives_video_and_audio_with_ffmpeg() {
     let (_encoder, _pump) = ffmpeg_feed(env.bus.clone()).await;
     let mut receiver = Peer::spawn(
         "ffmpeg",
-        &[
+        [
             "-hide_banner",
             "-nostats",
             "-loglevel",
@@ -280,8 +277,7 @@ async fn licensed_broadcaster_receives_video_and_audio_with_ffmpeg() {
             "-f",
             "mpegts",
             "received.ts",
-        ]
-        .map(String::from),
+        ],
     );
     let status = tokio::task::spawn_blocking(move || {
         let status = receiver.wait(Duration::from_secs(20));
@@ -353,7 +349,7 @@ async fn licensed_broadcaster_receives_video_and_audio_with_ffmpeg() {
 /// Connects with libsrt itself (`tests/peers/libsrt_connect.py`) as `rhb` and returns what
 /// libsrt reports: `connected` or `rejected <code>`.
 async fn libsrt_connect(env: &Env, rhb: &str, passphrase: &str) -> String {
-    common::require("python3");
+    stadion_testkit::require("python3");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/libsrt_connect.py");
     let args = [
         script.to_owned(),
@@ -623,7 +619,7 @@ async fn pushes_to_a_broadcasters_srt_listener_until_revoked() {
     let licence = env.licence("rhb-push", (-1, 1), 1, "127.0.0.0/8").await;
     let (_encoder, _pump) = ffmpeg_feed(env.bus.clone()).await;
     let (sink_socket, sink_port) = sink().await;
-    let listen_port = common::free_port();
+    let listen_port = stadion_testkit::free_port();
     let _their_listener = Peer::spawn(
         "srt-live-transmit",
         &[

@@ -1,14 +1,12 @@
 //! Flows with real peers: Debian's ffmpeg publishes over SRT, serves SRT, and sends RTP; the
 //! flow's output (its bus) is checked with our TR 101 290 monitor and with ffprobe.
 
-mod common;
 mod ingest_support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Peer, free_port};
 use ingest_support::{feed, ffprobe_codecs, flow, receive, source, srt_publisher, wait_for};
 use rand::{Rng, SeedableRng};
 use stadion_live::flow::{Flow, FlowError, Redundancy, SourceState};
@@ -17,6 +15,7 @@ use stadion_live::source::srt::IngestListener;
 use stadion_mpegts::tr101290::ErrorKind;
 use stadion_mpegts::{RtpPacket, TS_PACKET_SIZE};
 use stadion_srt::ConnectionConfig;
+use stadion_testkit::{Peer, free_port};
 use tokio::net::UdpSocket;
 
 fn state_name(s: &SourceState) -> &'static str {

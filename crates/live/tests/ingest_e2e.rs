@@ -3,7 +3,6 @@
 //! and the main encoder is killed during playback. What the broadcaster received has no
 //! continuity error and still carries video and audio.
 
-mod common;
 mod ingest_support;
 
 use std::sync::Arc;
@@ -11,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use common::Peer;
 use ingest_support::{Received, ffprobe_codecs, flow, source, srt_publisher, wait_for};
 use stadion_control::ControlPlane;
 use stadion_control::model::{OrgKind, Passphrase};
@@ -22,6 +20,7 @@ use stadion_live::node::{LiveNode, NodeConfig};
 use stadion_live::source::SourceKind;
 use stadion_live::source::srt::IngestListener;
 use stadion_mpegts::tr101290::ErrorKind;
+use stadion_testkit::Peer;
 use tokio::net::UdpSocket;
 use tokio::sync::Mutex;
 use uuid::Uuid;

@@ -2,8 +2,6 @@
 //! whose answers each test sets: admission, the rejection code the caller sees, cuts on
 //! licence changes and expiry, a stalled receiver that must not slow the others, usage records.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

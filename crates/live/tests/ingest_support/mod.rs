@@ -15,7 +15,7 @@ use stadion_live::source::{SourceConfig, SourceKind};
 use stadion_mpegts::Tr101290Monitor;
 use tokio::sync::Mutex;
 
-use crate::common::Peer;
+use stadion_testkit::Peer;
 
 /// ffmpeg arguments for a real-time 320x240 H.264 (2 Mb/s CBR) + AAC test feed of `seconds`.
 pub fn feed(seconds: u32, video: &str, tone: u32) -> Vec<String> {
