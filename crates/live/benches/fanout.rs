@@ -20,6 +20,12 @@
 //! latency) run in this process and are the same for both sides. Each payload carries its
 //! sequence number and send time: a receiver counts what never arrived (loss) and how long
 //! after sending it was delivered, less the SRT latency (the node- or relay-added latency).
+//! Through the node, the node child's UDP reader also stamps each payload's arrival (on the
+//! monotonic clock, which both processes share), and receivers measure from there to their
+//! delivery: the node's path (bus, output loop, the srt-io driver's encryption and its send at
+//! the next tick), loopback, the receiver's driver (read at its tick, decryption), the wait for
+//! play time (120 ms SRT latency from the node's SRT timestamp) and the receiver's delivery
+//! within half a 4 ms tick of it.
 //! All receivers connect before the feed starts; loss is counted against every payload the
 //! source sent in the measured window, for every receiver, so one that never connected or
 //! stopped early counts what it missed.
@@ -122,6 +128,13 @@ fn side_by_side(runtime: &tokio::runtime::Runtime, receivers: usize, mbps: u64, 
             format!("{:.2}", theirs.p99_ms),
         ),
         (
+            "arrival at the node to delivery (SRT latency 120 ms included) p50 / p99 / max, ms",
+            ours.from_node_ms.map_or("-".into(), |[p50, p99, max]| {
+                format!("{p50:.2} / {p99:.2} / {max:.2}")
+            }),
+            "-".into(),
+        ),
+        (
             "node-added latency p50 / p99 at the node, ms",
             ours.node_delay_ms
                 .map_or("-".into(), |(p50, p99)| format!("{p50:.3} / {p99:.3}")),
@@ -138,9 +151,9 @@ fn side_by_side(runtime: &tokio::runtime::Runtime, receivers: usize, mbps: u64, 
 fn capacity(runtime: &tokio::runtime::Runtime, steps: &[usize], secs: u64) {
     println!("# capacity: 2 Mb/s receivers on one node, {secs} s measured per step");
     println!(
-        "| receivers | connected (s to connect) | lost of due | node cores | node KiB per receiver | bench cores (source + receivers) |"
+        "| receivers | connected (s to connect) | lost of due | node cores | node KiB per receiver | bench cores (source + receivers) | arrival at the node to delivery p99, ms |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for &n in steps {
         let r = runtime.block_on(run_stadion(n, 2, secs));
         let early = if r.ended_early > 0 {
@@ -149,7 +162,7 @@ fn capacity(runtime: &tokio::runtime::Runtime, steps: &[usize], secs: u64) {
             String::new()
         };
         println!(
-            "| {n} | {} ({:.1}){early} | {} of {} | {:.3} | {:.0} | {:.3} |",
+            "| {n} | {} ({:.1}){early} | {} of {} | {:.3} | {:.0} | {:.3} | {:.2} |",
             r.connected,
             r.connect_secs,
             r.lost,
@@ -157,6 +170,7 @@ fn capacity(runtime: &tokio::runtime::Runtime, steps: &[usize], secs: u64) {
             r.cores,
             r.pss_per_receiver_kib,
             r.bench_cores,
+            r.from_node_ms.map_or(f64::NAN, |[_, p99, _]| p99),
         );
     }
 }
@@ -179,6 +193,9 @@ struct Outcome {
     pss_per_receiver_kib: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// From arrival at the node (stamped by the node child's UDP reader) to delivery at the
+    /// receivers, SRT latency included: p50, p99 and maximum in ms; only through a node.
+    from_node_ms: Option<[f64; 3]>,
     /// The node's own measure of its added latency (arrival to send queue), p50 and p99 in ms;
     /// only the stadion node has one.
     node_delay_ms: Option<(f64, f64)>,
@@ -212,20 +229,53 @@ fn pss_kib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Now on the system's monotonic clock, the same in every process (unlike `Instant`, which
+/// cannot leave its process), in nanoseconds.
+fn mono_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// What the bench writes into each payload (the rest is 0x47 filler): its number (bytes
+/// 1..9), when the source sent it (9..17) and, on the node side, when it reached the node
+/// (17..25, 0 until the node child's UDP reader stamps it).
+struct Stamps {
+    number: u64,
+    sent: u64,
+    at_node: Option<u64>,
+}
+
+impl Stamps {
+    fn read(p: &[u8]) -> Option<Stamps> {
+        let field = |i: usize| Some(u64::from_be_bytes(p.get(i..i + 8)?.try_into().ok()?));
+        let at_node = field(17)?;
+        Some(Stamps {
+            number: field(1)?,
+            sent: field(9)?,
+            at_node: (at_node != 0).then_some(at_node),
+        })
+    }
+}
+
 /// Sends the numbered, time-stamped feed to every address in `to` at `mbps` until `stop`;
 /// `sent` is the number the next payload will carry.
-fn source(to: Vec<SocketAddr>, mbps: u64, epoch: Instant, sent: &AtomicU64, stop: &AtomicBool) {
+fn source(to: Vec<SocketAddr>, mbps: u64, sent: &AtomicU64, stop: &AtomicBool) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let per_sec = (mbps * 1_000_000 / (PAYLOAD as u64 * 8)) as f64;
     let start = Instant::now();
     let mut seq = 0u64;
     let mut buf = [0x47u8; PAYLOAD];
+    buf[17..25].fill(0);
     while !stop.load(Ordering::Relaxed) {
         let due = (start.elapsed().as_secs_f64() * per_sec) as u64;
         while seq < due {
             buf[1..9].copy_from_slice(&seq.to_be_bytes());
-            let at = epoch.elapsed().as_nanos() as u64;
-            buf[9..17].copy_from_slice(&at.to_be_bytes());
+            buf[9..17].copy_from_slice(&mono_ns().to_be_bytes());
             for addr in &to {
                 let _ = socket.send_to(&buf, addr);
             }
@@ -236,11 +286,14 @@ fn source(to: Vec<SocketAddr>, mbps: u64, epoch: Instant, sent: &AtomicU64, stop
     }
 }
 
-/// What one receiver saw: numbers received and added delays in microseconds.
+/// What one receiver saw: numbers received, added delays (delivery less sending less the SRT
+/// latency) and, through a node, times from arrival at the node to delivery, in microseconds.
 #[derive(Default)]
 struct Seen {
     numbers: Vec<u64>,
     delays_us: Vec<u32>,
+    /// 0 where the payload carries no node stamp (through a relay).
+    from_node_us: Vec<u32>,
     /// Its connection closed before the bench stopped it.
     ended_early: bool,
 }
@@ -272,7 +325,6 @@ const CONNECTING: usize = 16;
 async fn receive(
     addr: SocketAddr,
     stream_id: Option<String>,
-    epoch: Instant,
     seen: Arc<Mutex<Seen>>,
     tally: Arc<Tally>,
     connecting: Arc<Semaphore>,
@@ -294,12 +346,7 @@ async fn receive(
             c
         }
         Err(e) => {
-            *tally
-                .errors
-                .lock()
-                .unwrap()
-                .entry(e.to_string())
-                .or_default() += 1;
+            tally.note(format!("could not connect: {e}"));
             tally.failed.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -315,19 +362,19 @@ async fn receive(
             tally.note(format!("ended early: {:?}", conn.close_reason()));
             break;
         };
-        if p.len() < 17 {
+        let now = mono_ns();
+        let Some(stamps) = Stamps::read(&p) else {
             continue;
-        }
-        let number = u64::from_be_bytes(p[1..9].try_into().unwrap());
-        let sent = u64::from_be_bytes(p[9..17].try_into().unwrap());
-        let now = epoch.elapsed().as_nanos() as u64;
+        };
+        let us = |ns: u64| u32::try_from(ns / 1000).unwrap_or(u32::MAX);
         let delay = now
-            .saturating_sub(sent)
-            .saturating_sub(LATENCY.as_nanos() as u64)
-            / 1000;
+            .saturating_sub(stamps.sent)
+            .saturating_sub(LATENCY.as_nanos() as u64);
         let mut s = seen.lock().unwrap();
-        s.numbers.push(number);
-        s.delays_us.push(u32::try_from(delay).unwrap_or(u32::MAX));
+        s.numbers.push(stamps.number);
+        s.delays_us.push(us(delay));
+        s.from_node_us
+            .push(stamps.at_node.map_or(0, |at| us(now.saturating_sub(at))));
     }
     if let Some(stats) = conn.stats().await {
         tally
@@ -388,7 +435,6 @@ async fn measure(
             tokio::spawn(receive(
                 addr,
                 stream_id,
-                epoch,
                 s.clone(),
                 tally.clone(),
                 connecting.clone(),
@@ -409,7 +455,7 @@ async fn measure(
     let sent = Arc::new(AtomicU64::new(0));
     let feeder = {
         let (stop, sent) = (stop.clone(), sent.clone());
-        std::thread::spawn(move || source(feed_to, mbps, epoch, &sent, &stop))
+        std::thread::spawn(move || source(feed_to, mbps, &sent, &stop))
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
     let me = std::process::id();
@@ -435,17 +481,20 @@ async fn measure(
         t.abort();
     }
     let (mut lost, mut ended_early) = (0, 0);
-    let mut delays = Vec::new();
+    let (mut delays, mut from_node) = (Vec::new(), Vec::new());
     for s in &seen {
         let s = s.lock().unwrap();
         let mut got = vec![false; (last - first) as usize];
-        for (&number, &delay) in s.numbers.iter().zip(&s.delays_us) {
+        for ((&number, &delay), &node) in s.numbers.iter().zip(&s.delays_us).zip(&s.from_node_us) {
             if let Some(slot) = number
                 .checked_sub(first)
                 .and_then(|i| got.get_mut(i as usize))
             {
                 if !*slot {
                     delays.push(delay);
+                    if node > 0 {
+                        from_node.push(node);
+                    }
                 }
                 *slot = true;
             }
@@ -453,12 +502,7 @@ async fn measure(
         lost += got.iter().filter(|&&g| !g).count() as u64;
         ended_early += usize::from(s.ended_early);
     }
-    delays.sort_unstable();
-    let pct = |q: f64| {
-        delays
-            .get(((delays.len() as f64 * q) as usize).min(delays.len().saturating_sub(1)))
-            .map_or(f64::NAN, |&d| f64::from(d) / 1000.0)
-    };
+    let [p50_ms, p99_ms, _] = quantiles_ms(&mut delays);
     let errors = std::mem::take(&mut *tally.errors.lock().unwrap());
     for (error, count) in &errors {
         eprintln!("{count} receivers: {error}");
@@ -480,10 +524,21 @@ async fn measure(
         cores: (cpu1 - cpu0) / wall,
         bench_cores: (bench1 - bench0) / wall,
         pss_per_receiver_kib: pss,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        p50_ms,
+        p99_ms,
+        from_node_ms: (!from_node.is_empty()).then(|| quantiles_ms(&mut from_node)),
         node_delay_ms: None,
     }
+}
+
+/// p50, p99 and the maximum of `us` (microseconds), in milliseconds; NaN when empty.
+fn quantiles_ms(us: &mut [u32]) -> [f64; 3] {
+    us.sort_unstable();
+    let at = |q: f64| {
+        us.get(((us.len() as f64 * q) as usize).min(us.len().saturating_sub(1)))
+            .map_or(f64::NAN, |&d| f64::from(d) / 1000.0)
+    };
+    [at(0.50), at(0.99), at(1.0)]
 }
 
 struct Reaped(Vec<Child>);
@@ -663,7 +718,13 @@ fn node_child() {
         tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
             while let Ok(n) = socket.recv(&mut buf).await {
-                bus.publish(Instant::now(), Bytes::copy_from_slice(&buf[..n]));
+                let arrival = Instant::now();
+                // Where the feed reaches the node: its arrival time goes into the payload,
+                // for the receivers to measure from.
+                if n >= 25 {
+                    buf[17..25].copy_from_slice(&mono_ns().to_be_bytes());
+                }
+                bus.publish(arrival, Bytes::copy_from_slice(&buf[..n]));
             }
         });
         if std::env::var_os("STADION_BENCH_TRACE").is_some() {
