@@ -29,9 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let poses = estimate_video(&model, video, camera, &options, &mut |_| {})?;
     let files = write_openpose(&poses.keypoints, Path::new(out))?;
     println!(
-        "{camera}: {} frames, {} with a person, {} crops, {:.1} s; {} files in {out}",
+        "{camera}: {} frames, {} with somebody, {} people, {} crops, {:.1} s; {} files in {out}",
         poses.keypoints.frames.len(),
         poses.detected,
+        poses.people,
         poses.crops,
         poses.elapsed.as_secs_f64(),
         files.len()

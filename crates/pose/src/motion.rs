@@ -17,6 +17,10 @@ pub struct Rect {
 }
 
 impl Rect {
+    pub const fn new(x0: f64, y0: f64, x1: f64, y1: f64) -> Rect {
+        Rect { x0, y0, x1, y1 }
+    }
+
     pub fn width(&self) -> f64 {
         self.x1 - self.x0
     }
@@ -31,12 +35,12 @@ impl Rect {
 
     /// The smallest box holding both.
     pub fn union(&self, o: &Rect) -> Rect {
-        Rect {
-            x0: self.x0.min(o.x0),
-            y0: self.y0.min(o.y0),
-            x1: self.x1.max(o.x1),
-            y1: self.y1.max(o.y1),
-        }
+        Rect::new(
+            self.x0.min(o.x0),
+            self.y0.min(o.y0),
+            self.x1.max(o.x1),
+            self.y1.max(o.y1),
+        )
     }
 
     /// Area of the overlap.
@@ -49,12 +53,7 @@ impl Rect {
     /// Grown by `margin` times its larger side on every side.
     pub fn grown(&self, margin: f64) -> Rect {
         let m = margin * self.width().max(self.height());
-        Rect {
-            x0: self.x0 - m,
-            y0: self.y0 - m,
-            x1: self.x1 + m,
-            y1: self.y1 + m,
-        }
+        Rect::new(self.x0 - m, self.y0 - m, self.x1 + m, self.y1 + m)
     }
 
     pub fn contains(&self, x: f64, y: f64) -> bool {
@@ -130,11 +129,13 @@ impl MotionDetector {
             .collect();
         blobs(&moved, gw, gh, self.config.min_cells)
             .into_iter()
-            .map(|(x0, y0, x1, y1)| Rect {
-                x0: x0 as f64 * c,
-                y0: y0 as f64 * c,
-                x1: (x1 + 1) as f64 * c,
-                y1: (y1 + 1) as f64 * c,
+            .map(|(x0, y0, x1, y1)| {
+                Rect::new(
+                    x0 as f64 * c,
+                    y0 as f64 * c,
+                    (x1 + 1) as f64 * c,
+                    (y1 + 1) as f64 * c,
+                )
             })
             .collect()
     }
@@ -243,12 +244,7 @@ mod tests {
         // The same change inside an ignored box is not motion.
         let mut m = MotionDetector::new(MotionConfig::default());
         m.update(&frame(320, 240, None), &[]);
-        let ignore = Rect {
-            x0: 80.0,
-            y0: 40.0,
-            x1: 200.0,
-            y1: 160.0,
-        };
+        let ignore = Rect::new(80.0, 40.0, 200.0, 160.0);
         assert!(
             m.update(&frame(320, 240, Some((100, 60, 64))), &[ignore])
                 .is_empty()
@@ -278,18 +274,8 @@ mod tests {
 
     #[test]
     fn rect_geometry() {
-        let a = Rect {
-            x0: 0.0,
-            y0: 0.0,
-            x1: 10.0,
-            y1: 20.0,
-        };
-        let b = Rect {
-            x0: 5.0,
-            y0: 10.0,
-            x1: 30.0,
-            y1: 30.0,
-        };
+        let a = Rect::new(0.0, 0.0, 10.0, 20.0);
+        let b = Rect::new(5.0, 10.0, 30.0, 30.0);
         assert_eq!(a.area(), 200.0);
         assert_eq!(a.overlap(&b), 50.0);
         assert_eq!(

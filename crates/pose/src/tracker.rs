@@ -136,18 +136,13 @@ impl Pose {
     pub fn extent(&self) -> Rect {
         let body = &self.landmarks[..BODY_LANDMARKS.min(self.landmarks.len())];
         body.iter().fold(
-            Rect {
-                x0: f64::INFINITY,
-                y0: f64::INFINITY,
-                x1: f64::NEG_INFINITY,
-                y1: f64::NEG_INFINITY,
-            },
-            |r, l| Rect {
-                x0: r.x0.min(l.x),
-                y0: r.y0.min(l.y),
-                x1: r.x1.max(l.x),
-                y1: r.y1.max(l.y),
-            },
+            Rect::new(
+                f64::INFINITY,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NEG_INFINITY,
+            ),
+            |r, l| Rect::new(r.x0.min(l.x), r.y0.min(l.y), r.x1.max(l.x), r.y1.max(l.y)),
         )
     }
 
@@ -155,6 +150,13 @@ impl Pose {
     /// blacks out.
     pub fn body_box(&self) -> Rect {
         self.extent().grown(0.1)
+    }
+
+    /// The share of the body points inside `r`.
+    pub fn share_inside(&self, r: &Rect) -> f64 {
+        let body = &self.landmarks[..BODY_LANDMARKS.min(self.landmarks.len())];
+        let inside = body.iter().filter(|l| r.contains(l.x, l.y)).count();
+        inside as f64 / body.len().max(1) as f64
     }
 
     /// Whether `other` is this person again: their body points lie, at the median, within
@@ -303,9 +305,15 @@ impl<'m> PoseTracker<'m> {
         Ok(found)
     }
 
-    /// Follows `pose` as a new person unless it is one already followed.
+    /// Follows `pose` as a new person unless most of its body lies in the box of one
+    /// already followed: that is the same person again, or, in a scan, a body the model
+    /// made up around the blacked-out box (seen on the demo: a second "person" on the
+    /// subject's legs).
     fn adopt(&mut self, found: &mut Vec<TrackedPose>, pose: Pose) -> bool {
-        if found.iter().any(|t| t.pose.same_person(&pose)) {
+        if found
+            .iter()
+            .any(|t| pose.share_inside(&t.pose.body_box()) > 0.5)
+        {
             return false;
         }
         found.push(TrackedPose {
@@ -390,11 +398,13 @@ fn blob_roi(r: &Rect, image: &RgbImage) -> Roi {
 /// Upright ROIs that overlap by more than a third of the smaller one become the square
 /// around both, until none do: one person's moving limbs give one crop, not several.
 fn merge_rois(mut rois: Vec<Roi>) -> Vec<Roi> {
-    let rect = |r: &Roi| Rect {
-        x0: r.cx - r.size / 2.0,
-        y0: r.cy - r.size / 2.0,
-        x1: r.cx + r.size / 2.0,
-        y1: r.cy + r.size / 2.0,
+    let rect = |r: &Roi| {
+        Rect::new(
+            r.cx - r.size / 2.0,
+            r.cy - r.size / 2.0,
+            r.cx + r.size / 2.0,
+            r.cy + r.size / 2.0,
+        )
     };
     'again: loop {
         for i in 0..rois.len() {
@@ -577,6 +587,8 @@ mod tests {
         assert!(a.same_person(&b), "30 px off on an 800 px body");
         let neighbour = body_at(320.0, 100.0, 200.0, 800.0);
         assert!(!a.same_person(&neighbour), "side by side");
+        assert_eq!(b.share_inside(&a.body_box()), 1.0);
+        assert!(neighbour.share_inside(&a.body_box()) < 0.5);
         let r = a.body_box();
         assert_eq!((r.x0, r.y0, r.x1, r.y1), (20.0, 20.0, 380.0, 980.0));
     }
@@ -598,12 +610,7 @@ mod tests {
         assert_eq!(merged[0], roi(115.0, 110.0, 130.0));
         // A blob smaller than a quarter of the frame's short side gets that quarter.
         let image = RgbImage::new(800, 400, vec![0; 800 * 400 * 3]).unwrap();
-        let small = Rect {
-            x0: 10.0,
-            y0: 20.0,
-            x1: 30.0,
-            y1: 40.0,
-        };
+        let small = Rect::new(10.0, 20.0, 30.0, 40.0);
         assert_eq!(blob_roi(&small, &image), roi(20.0, 30.0, 100.0));
         let tall = Rect { y1: 220.0, ..small };
         assert_eq!(blob_roi(&tall, &image).size, 300.0);
@@ -612,12 +619,7 @@ mod tests {
     #[test]
     fn black_out_paints_inside_the_frame_only() {
         let mut image = RgbImage::new(4, 3, vec![9; 4 * 3 * 3]).unwrap();
-        let r = Rect {
-            x0: -5.0,
-            y0: 1.0,
-            x1: 2.0,
-            y1: 99.0,
-        };
+        let r = Rect::new(-5.0, 1.0, 2.0, 99.0);
         black_out(&mut image, [r]);
         let zero: Vec<bool> = image.data().chunks(3).map(|p| p == [0, 0, 0]).collect();
         let expect = [
