@@ -54,7 +54,7 @@
 //!   [`connect_with`], [`SrtListener::bind_with`] and [`SrtListener::bind_async_with`] take a
 //!   [`DriverConfig`] with another one (1 to 10 ms): shorter for less delivery jitter, longer
 //!   for fewer wake-ups. Sockets with few arrivals (a sender hearing ACKs) answer each
-//!   datagram at once whatever the tick.
+//!   datagram at once whatever the tick while their link is losing packets.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), stadion_srt_io::SrtError> {
@@ -106,11 +106,16 @@ const RECV_QUEUE: usize = 65_536;
 static TICK_GRID: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
 
 /// A socket that took in at most this many datagrams per second over the last tick (a sender
-/// hearing its receiver's ACKs, a receiver of a thin stream) is woken by each arrival while
-/// it rests, so that its answers (ACKACKs, retransmissions, loss reports) leave at once; a
-/// busier one reads once per tick. Waking costs a few tens of microseconds, so this bounds the
-/// extra CPU to a few percent of a core per socket, and busy sockets pay nothing.
+/// hearing its receiver's ACKs, a receiver of a thin stream) and whose link lost a packet
+/// lately is woken by each arrival while it rests, so that its answers (ACKACKs,
+/// retransmissions, loss reports) leave at once; otherwise it reads once per tick. Waking
+/// costs a few tens of microseconds, so this bounds the extra CPU to a few percent of a core
+/// per socket, and busy sockets pay nothing.
 const PROMPT_ARRIVALS_PER_SEC: u32 = 1000;
+/// How long after a loss a socket stays prompt. On a clean link the answers' timing matters
+/// little (the peer's RTT estimate reads up to a tick high), and a sender at 20 Mb/s would
+/// wake about 30 % more often for its receiver's ACKs.
+const PROMPT_AFTER_LOSS: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The IO driver's settings (how it uses the machine, not the SRT protocol).
 ///
@@ -121,8 +126,9 @@ const PROMPT_ARRIVALS_PER_SEC: u32 = 1000;
 /// deliveries come within half a tick of their play time
 /// ([`ConnectionConfig::delivery_lead`](stadion_srt::ConnectionConfig::delivery_lead) is set to
 /// half a tick); on a busy socket each loss repair round takes up to two ticks more, which the
-/// default 120 ms latency absorbs. A socket with few arrivals answers them at once (the
-/// peer's RTT estimate then measures the link, not the tick).
+/// default 120 ms latency absorbs. A socket with few arrivals whose link is losing packets
+/// answers each arrival at once (the peer's RTT estimate then measures the link, not the
+/// tick, and repairs leave when asked for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DriverConfig {
     tick: std::time::Duration,
@@ -348,6 +354,8 @@ trait Core: Send + 'static {
     fn finished(&self) -> bool;
     /// Refused handshakes by reason code (listeners only).
     fn rejections(&self) -> BTreeMap<u32, u64>;
+    /// When the link last lost a packet.
+    fn last_loss(&self) -> Option<Instant>;
 }
 
 impl Core for Connection {
@@ -399,6 +407,9 @@ impl Core for Connection {
     fn rejections(&self) -> BTreeMap<u32, u64> {
         BTreeMap::new()
     }
+    fn last_loss(&self) -> Option<Instant> {
+        Connection::last_loss(self)
+    }
 }
 
 impl Core for Listener {
@@ -449,6 +460,9 @@ impl Core for Listener {
     }
     fn rejections(&self) -> BTreeMap<u32, u64> {
         Listener::rejections(self).clone()
+    }
+    fn last_loss(&self) -> Option<Instant> {
+        Listener::last_loss(self)
     }
 }
 
@@ -822,7 +836,21 @@ struct Slot {
     received: mpsc::Sender<Bytes>,
     close_reason: Arc<Mutex<Option<CloseReason>>>,
     outbox: Arc<Outbox>,
+    /// The connection's latency: a payload queued longer than this is too late to play.
+    latency: std::time::Duration,
 }
+
+/// A queued payload partly handed to its targets: `next` is the first target still to go.
+struct Partial {
+    outbox: Arc<Outbox>,
+    item: Queued,
+    next: usize,
+}
+
+/// Targets handed one payload between two looks at the clock while handing over.
+const SENDS_PER_CLOCK_READ: usize = 32;
+/// Commands taken per turn; payloads are handed over in [`Driver::hand_over`]'s own budget.
+const COMMANDS_PER_TURN: usize = 256;
 
 struct Driver<C: Core> {
     core: C,
@@ -839,8 +867,10 @@ struct Driver<C: Core> {
     slots: HashMap<ConnectionId, Slot>,
     /// Payloads dropped from full outboxes, per live connection.
     send_dropped: HashMap<ConnectionId, u64>,
-    /// Scratch space for draining outboxes.
-    draining: Vec<Queued>,
+    /// Outboxes holding payloads for the protocol, served in turn (each is `scheduled`).
+    ready: VecDeque<Arc<Outbox>>,
+    /// The payload being handed over when the last turn's budget ran out.
+    partial: Option<Partial>,
     outgoing: Vec<Transmit>,
     incoming: Vec<batch::Datagram>,
     recv_mem: batch::RecvBuffer,
@@ -869,7 +899,8 @@ impl<C: Core> Driver<C> {
             role,
             slots: HashMap::new(),
             send_dropped: HashMap::new(),
-            draining: Vec::new(),
+            ready: VecDeque::new(),
+            partial: None,
             outgoing: Vec::with_capacity(batch::BATCH),
             incoming: Vec::with_capacity(batch::BATCH),
             recv_mem: batch::RecvBuffer::default(),
@@ -906,15 +937,20 @@ impl<C: Core> Driver<C> {
         let mut registered: Option<AsyncFd<RawFd>> = None;
         // Woken by a datagram while resting: answer it, and rest on until the tick.
         let mut between_ticks = false;
+        // Payloads were left queued when the last turn's budget ran out.
+        let mut behind = false;
         loop {
             let arrived = self.receive()?;
             self.arrivals = self.arrivals.saturating_add(arrived);
             let mut busy = arrived > 0;
             if !between_ticks {
-                // Everything else that is ready, in one go: commands (queued payloads), due
-                // timers. Between ticks only the answers to what arrived leave, so payloads
-                // still go out in one batch per tick.
-                loop {
+                // Everything else that is ready, within bounds: commands, queued payloads
+                // for at most half a tick, due timers. Between ticks only the answers to
+                // what arrived leave, so payloads still go out in one batch per tick. The
+                // bounds keep a sender whose payloads take longer to handle than they take to
+                // arrive (one payload to a thousand encrypted receivers) reading its socket,
+                // running its timers and sending: otherwise no ACK is read and nothing leaves.
+                for _ in 0..COMMANDS_PER_TURN {
                     match self.command_rx.try_recv() {
                         Ok(cmd) => {
                             self.command(cmd);
@@ -927,6 +963,7 @@ impl<C: Core> Driver<C> {
                         }
                     }
                 }
+                behind = self.hand_over(std::time::Duration::from_secs(3600));
                 let now = Instant::now();
                 if self.core.next_timeout().is_some_and(|t| t <= now) {
                     self.core.timeout(now);
@@ -939,6 +976,14 @@ impl<C: Core> Driver<C> {
                 self.flush(&mut registered).await?;
                 return Ok(());
             }
+            if behind {
+                // More queued than a turn handles: the next turn starts at once, after the
+                // runtime's other tasks had theirs.
+                self.arrivals = 0;
+                between_ticks = false;
+                tokio::task::yield_now().await;
+                continue;
+            }
             if busy || between_ticks {
                 // Busy: rest until the next tick and take what came up meanwhile together
                 // (see docs/benchmarks.md: waking per packet cost more than the protocol
@@ -947,8 +992,8 @@ impl<C: Core> Driver<C> {
                 if rest.deadline() != tick {
                     rest.as_mut().reset(tick);
                 }
-                if self.arrivals <= self.config.prompt_arrivals() {
-                    // Few arrivals: each one ends the rest, to be answered at once.
+                if self.prompt() {
+                    // Few arrivals on a lossy link: each ends the rest, to be answered at once.
                     let reactor = match &mut registered {
                         Some(r) => r,
                         None => registered.insert(self.register(Interest::READABLE)?),
@@ -999,6 +1044,15 @@ impl<C: Core> Driver<C> {
         }
     }
 
+    /// Whether arrivals should end a rest (see [`PROMPT_ARRIVALS_PER_SEC`]).
+    fn prompt(&self) -> bool {
+        self.arrivals <= self.config.prompt_arrivals()
+            && self
+                .core
+                .last_loss()
+                .is_some_and(|t| t.elapsed() < PROMPT_AFTER_LOSS)
+    }
+
     /// Puts the socket into tokio's reactor for `interest` until the result is dropped.
     fn register(&self, interest: Interest) -> io::Result<AsyncFd<RawFd>> {
         // SAFETY: registrations are locals of `run_inner` and `flush`, which borrow the
@@ -1033,11 +1087,17 @@ impl<C: Core> Driver<C> {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Drain(outbox) => self.drain(&outbox),
+            Command::Drain(outbox) => self.ready.push_back(outbox),
             Command::Close(id) => {
-                // What the application queued before closing goes out first.
+                // What the application queued before closing goes out first, in order.
                 if let Some(outbox) = self.slots.get(&id).map(|s| s.outbox.clone()) {
-                    self.drain(&outbox);
+                    if let Some(p) = self.partial.take_if(|p| Arc::ptr_eq(&p.outbox, &outbox)) {
+                        let rest = p.next..p.item.targets.ids().len();
+                        self.send_to(&p.item, rest, Instant::now());
+                    }
+                    while let Some(item) = self.take(&outbox) {
+                        self.send_to(&item, 0..item.targets.ids().len(), Instant::now());
+                    }
                 }
                 self.core.close(id, Instant::now());
             }
@@ -1055,28 +1115,90 @@ impl<C: Core> Driver<C> {
         }
     }
 
-    /// Hands everything queued in `outbox` to the protocol.
-    fn drain(&mut self, outbox: &Outbox) {
-        // Cleared first: a payload queued from here on schedules another drain.
-        outbox.scheduled.store(false, Ordering::Release);
-        let mut items = std::mem::take(&mut self.draining);
-        {
-            let mut state = lock(&outbox.state);
-            items.extend(state.items.drain(..));
-            for (id, n) in state.dropped.drain() {
-                if self.slots.contains_key(&id) {
-                    *self.send_dropped.entry(id).or_default() += n;
+    /// Hands queued payloads to the protocol, one payload per outbox in turn, until the
+    /// outboxes are empty or `budget` has passed; whether payloads are left. A payload to
+    /// many targets may stop part way and go on in the next turn. Meanwhile the outboxes stay
+    /// bounded (a full one drops its oldest payload), so an overloaded driver drops payloads,
+    /// counted per target, rather than falling further behind.
+    fn hand_over(&mut self, budget: std::time::Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            let Partial {
+                outbox,
+                item,
+                mut next,
+            } = match self.partial.take() {
+                Some(p) => p,
+                None => {
+                    let Some(outbox) = self.ready.pop_front() else {
+                        return false;
+                    };
+                    match self.take(&outbox) {
+                        Some(item) => Partial {
+                            outbox,
+                            item,
+                            next: 0,
+                        },
+                        None => continue,
+                    }
                 }
+            };
+            let targets = item.targets.ids().len();
+            let out_of_time = loop {
+                let end = (next + SENDS_PER_CLOCK_READ).min(targets);
+                self.send_to(&item, next..end, start);
+                next = end;
+                let out_of_time = start.elapsed() >= budget;
+                if next == targets {
+                    break out_of_time;
+                }
+                if out_of_time {
+                    self.partial = Some(Partial {
+                        outbox,
+                        item,
+                        next,
+                    });
+                    return true;
+                }
+            };
+            // Back in line behind the others; taken off once found empty.
+            self.ready.push_back(outbox);
+            if out_of_time {
+                return true;
             }
         }
-        for q in items.drain(..) {
-            for &id in q.targets.ids() {
-                if let Err(e) = self.core.send(id, q.at, q.payload.clone()) {
-                    tracing::trace!(id, error = %e, "SRT send refused");
-                }
+    }
+
+    /// Hands `item` to its `targets` (a range of its ids) at `now`, except to those it is
+    /// already too late for: those drop it here rather than encrypt and send it for nothing.
+    fn send_to(&mut self, item: &Queued, targets: std::ops::Range<usize>, now: Instant) {
+        let age = now.saturating_duration_since(item.at);
+        for &id in &item.targets.ids()[targets] {
+            if self.slots.get(&id).is_some_and(|s| age > s.latency) {
+                *self.send_dropped.entry(id).or_default() += 1;
+                continue;
+            }
+            if let Err(e) = self.core.send(id, item.at, item.payload.clone()) {
+                tracing::trace!(id, error = %e, "SRT send refused");
             }
         }
-        self.draining = items;
+    }
+
+    /// The next queued payload of `outbox`, or `None` when it is empty; it is then no longer
+    /// `scheduled` and the next payload queued sends a new [`Command::Drain`].
+    fn take(&mut self, outbox: &Outbox) -> Option<Queued> {
+        let mut state = lock(&outbox.state);
+        for (id, n) in state.dropped.drain() {
+            if self.slots.contains_key(&id) {
+                *self.send_dropped.entry(id).or_default() += n;
+            }
+        }
+        let item = state.items.pop_front();
+        if item.is_none() {
+            // Under the lock: whoever queues next finds it cleared and schedules the outbox.
+            outbox.scheduled.store(false, Ordering::Release);
+        }
+        item
     }
 
     /// Sends everything the protocol has to send. `registered` is the idle wait's reactor
@@ -1138,6 +1260,10 @@ impl<C: Core> Driver<C> {
                             received: tx,
                             close_reason: close_reason.clone(),
                             outbox: outbox.clone(),
+                            latency: self
+                                .core
+                                .stats(id)
+                                .map_or(std::time::Duration::MAX, |s| s.latency),
                         },
                     );
                     let handle = SrtConnection {
@@ -1189,6 +1315,102 @@ impl<C: Core> Driver<C> {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    const KEY: &str = "fan-out-overload";
+
+    /// A feed whose payloads take the listener's driver longer to hand to its receivers than
+    /// they take to arrive (a live node's fan-out past its limit). The driver must go on
+    /// reading ACKs, running timers and sending: every receiver keeps receiving, no connection
+    /// idles out on either side, and the excess is dropped and counted. A driver that takes
+    /// queued payloads until none are left sends nothing more once overloaded, and its
+    /// receivers time out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_overloaded_fan_out_keeps_every_receiver_served() {
+        const RECEIVERS: usize = 20;
+        // Far more than one core encrypts and sends: 64 000 payloads a second to each.
+        const PAYLOADS_PER_MS: usize = 64;
+        let connection = ConnectionConfig {
+            passphrase: Some(KEY.into()),
+            key_len: 32,
+            peer_idle_timeout: Duration::from_millis(1500),
+            ..ConnectionConfig::default()
+        };
+        let config = ListenerConfig {
+            connection: connection.clone(),
+            ..ListenerConfig::default()
+        };
+        let hook = |_: &ConnectRequest<'_>| AcceptDecision::Accept {
+            passphrase: Some(KEY.into()),
+            latency: None,
+        };
+        let mut listener = SrtListener::bind(([127, 0, 0, 1], 0).into(), config, hook)
+            .await
+            .unwrap();
+        let addr = listener.local_addr();
+        let mut callers = Vec::new();
+        for _ in 0..RECEIVERS {
+            callers.push(connect(addr, connection.clone()).await.unwrap());
+        }
+        let mut accepted = Vec::new();
+        for _ in 0..RECEIVERS {
+            accepted.push(listener.accept().await.unwrap());
+        }
+        let ids: Arc<[ConnectionId]> = accepted.iter().map(SrtConnection::id).collect();
+
+        let received: Vec<Arc<AtomicU64>> = (0..RECEIVERS).map(|_| Arc::default()).collect();
+        let mut closed = Vec::new();
+        for (mut caller, count) in callers.into_iter().zip(&received) {
+            let count = count.clone();
+            closed.push(tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while caller.recv_many(&mut buf, 1024).await > 0 {
+                    count.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    buf.clear();
+                }
+                caller.close_reason()
+            }));
+        }
+        let feed = tokio::spawn(async move {
+            let payload = Bytes::from(vec![0x47; 1316]);
+            let mut every = tokio::time::interval(Duration::from_millis(1));
+            let end = tokio::time::Instant::now() + Duration::from_secs(4);
+            while every.tick().await < end {
+                for _ in 0..PAYLOADS_PER_MS {
+                    listener.send_many(ids.clone(), payload.clone()).unwrap();
+                }
+            }
+            listener
+        });
+        // Well past the idle timeout, each receiver still gets payloads.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let before: Vec<u64> = received.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        for (i, (count, before)) in received.iter().zip(before).enumerate() {
+            let now = count.load(Ordering::Relaxed);
+            assert!(now > before, "receiver {i} got nothing more ({before} then {now})");
+        }
+        let listener = feed.await.unwrap();
+        let mut dropped = 0;
+        for conn in &accepted {
+            assert_eq!(conn.close_reason(), None, "sender side of {}", conn.id());
+            dropped += conn.stats().await.unwrap().packets_send_dropped;
+        }
+        for (i, task) in closed.iter().enumerate() {
+            assert!(!task.is_finished(), "receiver {i} closed");
+        }
+        assert!(dropped > 0, "an overloaded fan-out drops payloads, and counts them");
+        drop((accepted, listener));
+        for task in closed {
+            assert_eq!(task.await.unwrap(), Some(CloseReason::PeerShutdown));
         }
     }
 }

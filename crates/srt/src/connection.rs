@@ -307,6 +307,8 @@ pub struct Connection {
     snd_buf: VecDeque<SndPkt>,
     /// The oldest packet not yet past its last chance (see `last_chance_repairs`).
     last_chance_next: SeqNo,
+    /// When the peer last reported a loss or we last found one (see [`Connection::last_loss`]).
+    last_loss: Option<Instant>,
     // receiver
     rcv_base: SeqNo,
     rcv_buf: VecDeque<Option<RcvPkt>>,
@@ -409,6 +411,7 @@ impl Connection {
             pending_km: None,
             snd_next: isn,
             last_chance_next: isn,
+            last_loss: None,
             msg_no: 1,
             snd_buf: VecDeque::new(),
             rcv_base: isn,
@@ -546,6 +549,13 @@ impl Connection {
     /// The stream ID the caller sent (listener side) or we send (caller side).
     pub fn stream_id(&self) -> Option<&str> {
         self.config.stream_id.as_deref()
+    }
+
+    /// When the link last lost a packet: the peer reported one, or we found a gap. An IO
+    /// layer that batches its work can answer promptly while the link is lossy, when the
+    /// peer's repair timing depends on how fast we answer (see stadion-srt-io).
+    pub fn last_loss(&self) -> Option<Instant> {
+        self.last_loss
     }
 
     /// Datagrams or events are waiting to be polled.
@@ -918,6 +928,7 @@ impl Connection {
     }
 
     fn on_nak(&mut self, now: Instant, ranges: &[(SeqNo, SeqNo)]) {
+        self.last_loss = Some(now);
         let min_gap = self.stats.rtt / 4;
         for &(first, last) in ranges {
             let count = first.diff(last);
@@ -1068,6 +1079,7 @@ impl Connection {
                     self.loss.insert(base_idx + k, now);
                 }
                 self.stats.packets_lost += (offset - first_missing) as u64;
+                self.last_loss = Some(now);
                 // Immediate NAK for the new gap.
                 let first = self.rcv_base.add_n(first_missing as u32);
                 let last = self.rcv_base.add_n(offset as u32 - 1);

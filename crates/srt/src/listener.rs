@@ -149,6 +149,8 @@ pub struct Listener {
     /// resolved ones are skipped when they come up.
     parked_order: VecDeque<(Instant, RequestId)>,
     refusals: VecDeque<Refusal>,
+    /// The latest [`Connection::last_loss`] of any connection.
+    last_loss: Option<Instant>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -190,6 +192,7 @@ impl Listener {
             parked_by_peer: HashMap::new(),
             parked_order: VecDeque::new(),
             refusals: VecDeque::new(),
+            last_loss: None,
         }
     }
 
@@ -269,6 +272,7 @@ impl Listener {
                 && conn.peer() == from
             {
                 conn.handle_received(now, arrived, datagram);
+                self.last_loss = self.last_loss.max(conn.last_loss());
                 self.touch(dest);
             }
             return;
@@ -644,6 +648,12 @@ impl Listener {
 
     /// How many handshakes were refused, by SRT reason code (the listener's side of a
     /// rejection; the caller's library reports the same code).
+    /// When any of its connections last lost a packet ([`Connection::last_loss`]), as far as
+    /// datagrams handed to it showed.
+    pub fn last_loss(&self) -> Option<Instant> {
+        self.last_loss
+    }
+
     pub fn rejections(&self) -> &BTreeMap<u32, u64> {
         &self.rejections
     }
