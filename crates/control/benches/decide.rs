@@ -1,20 +1,22 @@
 //! Access-decision latency: p50/p99 over 10 000 decisions against a store with 200 rights
 //! holders, 200 flows and 5 000 licences. Each decision includes the lookup, the rule and
-//! putting its audit entry on record (what a data plane waits for on a connection): on SQLite
-//! held by this process, the in-memory index and the spool (`sqlite`); on the same file
-//! through a second control plane, the SQL lookup and the committed entry (`sqlite-wait`, what
-//! every decision cost before the spool); at the end of each run, the time until every entry
-//! is committed.
+//! putting its audit entry on record (what a data plane waits for on a connection): through a
+//! control plane with a decision spool, the in-memory index and the spool (`sqlite`,
+//! `postgres`: a node with a data directory); on the same store through a second control plane
+//! without one, the SQL lookup and the committed entry (`sqlite-wait`, `postgres-wait`); at
+//! the end of each run, the time until every entry is committed.
 //!
 //! `cargo bench -p stadion-control --bench decide` (SQLite in a temp dir); with
-//! `STADION_BENCH_POSTGRES_URL=postgres://...` it measures PostgreSQL as well.
+//! `STADION_BENCH_POSTGRES_URL=postgres://...` it measures PostgreSQL as well, in a fresh
+//! database it creates on that server and drops at the end.
 
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use sqlx::Connection;
 use stadion_control::model::{OrgKind, Passphrase};
 use stadion_control::store::{Actor, NewLicence};
-use stadion_control::{AccessRequest, ControlPlane};
+use stadion_control::{AccessRequest, ControlPlane, NodeConfig};
 
 const ORGS: usize = 200;
 const FLOWS: usize = 200;
@@ -71,8 +73,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-async fn open_seeded(label: &str, url: &str) -> ControlPlane {
-    let control = ControlPlane::open(url).await.unwrap();
+async fn open_seeded(label: &str, url: &str, data_dir: &std::path::Path) -> ControlPlane {
+    let node = NodeConfig {
+        data_dir: Some(data_dir.to_owned()),
+        ..NodeConfig::named("bench")
+    };
+    let control = ControlPlane::open_node(url, node).await.unwrap();
     let t = Instant::now();
     seed(&control).await;
     eprintln!(
@@ -174,13 +180,35 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     rt.block_on(async {
-        let control = open_seeded("sqlite", &url).await;
+        let control = open_seeded("sqlite", &url, dir.path()).await;
         measure("sqlite", &control).await;
         // The spool is taken: this one reads the store and waits for its commits.
         let waiting = ControlPlane::open(&url).await.unwrap();
         measure("sqlite-wait", &waiting).await;
     });
-    if let Ok(url) = std::env::var("STADION_BENCH_POSTGRES_URL") {
-        rt.block_on(async { measure("postgres", &open_seeded("postgres", &url).await).await });
+    if let Ok(server) = std::env::var("STADION_BENCH_POSTGRES_URL") {
+        rt.block_on(async {
+            let db = format!("stadion_bench_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {db}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+            let url = format!("{base}/{db}");
+            let control = open_seeded("postgres", &url, dir.path()).await;
+            measure("postgres", &control).await;
+            // Without a data directory: no spool, decisions read the store and wait.
+            let waiting = ControlPlane::open_node(&url, NodeConfig::named("bench-wait"))
+                .await
+                .unwrap();
+            measure("postgres-wait", &waiting).await;
+            control.store().close().await;
+            waiting.store().close().await;
+            sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        });
     }
 }

@@ -22,5 +22,6 @@ pub mod transport;
 pub mod usage;
 
 pub use decision::{Decision, Denial, Grant, Refusal};
-pub use service::{AccessRequest, AuthError, ControlEvent, ControlPlane, NodeConfig, Principal};
+pub use model::ControlEvent;
+pub use service::{AccessRequest, AuthError, ControlPlane, NodeConfig, Principal};
 pub use store::{Store, StoreError};

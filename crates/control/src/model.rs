@@ -200,3 +200,42 @@ pub struct AuditEntry {
     pub decision: String,
     pub reason: String,
 }
+
+/// A change the live data plane must react to (e.g. cut receivers of a disabled licence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ControlEvent {
+    /// A licence was created or changed state; re-check every session on it.
+    LicenceChanged {
+        licence_id: Uuid,
+        rhb_org: Uuid,
+        flow: Uuid,
+        new_state: LicenceState,
+    },
+    /// An active licence's validity window ended (sent at `valid_until`, within milliseconds):
+    /// cut its receivers.
+    LicenceExpired {
+        licence_id: Uuid,
+        rhb_org: Uuid,
+        flow: Uuid,
+        valid_until: DateTime<Utc>,
+    },
+    /// A flow was created, deleted, or its transport, description or push outputs changed:
+    /// reload it with [`crate::ControlPlane::flow_setup`] (not found: it was deleted).
+    FlowChanged { flow_id: Uuid },
+    /// An API token was revoked.
+    TokenRevoked { token_id: String },
+}
+
+impl ControlEvent {
+    /// The event of a licence created or moved to its current state.
+    pub(crate) fn licence_changed(l: &Licence) -> Self {
+        ControlEvent::LicenceChanged {
+            licence_id: l.id,
+            rhb_org: l.org_id,
+            flow: l.flow_id,
+            new_state: l.state,
+        }
+    }
+}

@@ -2,15 +2,21 @@
 //! data plane listens to, the verified-token cache, the decision index and the decision-log
 //! writer.
 //!
-//! The access decision sits on the connection path, so on an embedded SQLite store that this
-//! process holds alone it touches neither the database nor another thread: it reads an
-//! in-memory index of organisations, flows and licences (rebuilt after every change the store
-//! commits, and bypassed for the SQL lookup while a rebuild is due), and its audit entry is
-//! appended to the local [`Spool`] before the answer and committed in batches behind it. On
-//! PostgreSQL (several nodes share the store) a decision reads the store and waits for its
-//! committed audit entry.
+//! The access decision sits on the connection path, so where this control plane holds a
+//! decision spool (an embedded SQLite store that no other process writes through, or a
+//! PostgreSQL store with a node data directory) it touches neither the database nor another
+//! thread: it reads an in-memory index of organisations, flows, licences and other nodes'
+//! receiver counts, and its audit entry is appended to the local [`Spool`] before the answer
+//! and committed in batches behind it. The index is rebuilt after every change this process
+//! commits (decisions read the store until it is), after every change another node or process
+//! commits (heard from the store's change feed, see [`change_follower`], and at the latest
+//! from the store's change count, read twice a second), and its receiver counts are re-read
+//! twice a second. Without a spool a decision reads the store and waits for its committed
+//! audit entry.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -23,41 +29,14 @@ use uuid::Uuid;
 
 use crate::auth::{self, TokenSecret, VerifiedCache};
 use crate::decision::{self, Decision, Denial, Grant, Refusal, Terms};
-use crate::model::{Flow, Licence, LicenceState, OrgKind, Role, TokenInfo};
+use crate::model::{ControlEvent, Flow, Licence, LicenceState, OrgKind, Role, TokenInfo};
 use crate::spool::{DECIDE_ACTION, Spool};
 use crate::store::{
-    Actor, DecisionRow, DecisionSnapshot, FlowUpdate, NewAudit, NewLicence, NewOutput, Scope,
-    Store, StoreError,
+    Actor, CHANGE_CHANNEL, DecisionRow, DecisionSnapshot, FlowUpdate, NewAudit, NewLicence,
+    NewOutput, Scope, Store, StoreError,
 };
 use crate::transport::{FlowSetup, PushOutput, Transport};
 use crate::usage::UsageRecord;
-
-/// A change the live data plane must react to (e.g. cut receivers of a disabled licence).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ControlEvent {
-    /// A licence was created or changed state; re-check every session on it.
-    LicenceChanged {
-        licence_id: Uuid,
-        rhb_org: Uuid,
-        flow: Uuid,
-        new_state: LicenceState,
-    },
-    /// An active licence's validity window ended (sent at `valid_until`, within milliseconds):
-    /// cut its receivers.
-    LicenceExpired {
-        licence_id: Uuid,
-        rhb_org: Uuid,
-        flow: Uuid,
-        valid_until: DateTime<Utc>,
-    },
-    /// A flow was created, deleted, or its transport, description or push outputs changed:
-    /// reload it with [`ControlPlane::flow_setup`] (not found: it was deleted).
-    FlowChanged { flow_id: Uuid },
-    /// An API token was revoked.
-    TokenRevoked { token_id: String },
-}
 
 /// One access question, as a data plane asks it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -141,18 +120,39 @@ struct DecisionLog {
 /// The decision index and the store generation it reflects.
 struct Index {
     generation: u64,
-    snapshot: DecisionSnapshot,
+    snapshot: Arc<DecisionSnapshot>,
+    /// Receivers open at other live nodes per licence, as read at `counted_at`.
+    elsewhere: HashMap<Uuid, u32>,
+    counted_at: Instant,
 }
 
-/// A change as sent to the other nodes: who sent it, so that a node skips its own.
-#[derive(Serialize, Deserialize)]
-struct Notice {
-    origin: Uuid,
-    event: ControlEvent,
-}
+/// How long the index's counts of other nodes' receivers serve decisions; older (their
+/// refresh is failing), decisions read the store.
+const COUNTS_SERVE: Duration = Duration::from_secs(2);
 
-/// The PostgreSQL notification channel of control-plane changes.
-const EVENT_CHANNEL: &str = "stadion_control_events";
+impl Index {
+    /// What [`Store::decision_row`] returns for the same names or ids.
+    fn row(&self, org: &str, flow: &str) -> DecisionRow {
+        let snap = &self.snapshot;
+        let org = snap.orgs.get(org).copied();
+        let flow_id = snap.flows.get(flow).copied();
+        let licence = match (org, flow_id) {
+            (Some((o, _)), Some(f)) => snap.licences.get(&(o, f)).cloned(),
+            _ => None,
+        };
+        let elsewhere = licence
+            .as_ref()
+            .and_then(|l| self.elsewhere.get(&l.id))
+            .copied()
+            .unwrap_or(0);
+        DecisionRow {
+            org,
+            flow_id,
+            licence,
+            elsewhere,
+        }
+    }
+}
 
 /// Who this control plane is among the data-plane nodes sharing a store, and how it reports.
 #[derive(Debug, Clone)]
@@ -165,6 +165,9 @@ pub struct NodeConfig {
     /// A node not heard from for this long is lost: its open sessions are closed and do not
     /// count against concurrency limits.
     pub stale_after: Duration,
+    /// Where the node keeps local state: on a PostgreSQL store, its decision spool (see
+    /// [`ControlPlane::open_node`]). A SQLite store keeps the spool beside its file.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -174,6 +177,7 @@ impl NodeConfig {
             name: name.into(),
             heartbeat: Duration::from_secs(5),
             stale_after: Duration::from_secs(30),
+            data_dir: None,
         }
     }
 
@@ -197,9 +201,6 @@ impl NodeConfig {
 struct Inner {
     store: Store,
     node: NodeConfig,
-    /// On PostgreSQL: this control plane's identity in the changes it sends to other nodes.
-    origin: Option<Uuid>,
-    events: broadcast::Sender<ControlEvent>,
     verified: VerifiedCache,
     log: DecisionLog,
     /// Present on the fast path; `None` inside while the first build is pending.
@@ -239,8 +240,10 @@ impl ControlPlane {
 
     /// Opens the store at `url` as data-plane node `node`: closes the sessions the node's
     /// previous run left open, starts its heartbeat and the decision-log writer (needs a Tokio
-    /// runtime). A SQLite store gets the fast decision path when this process is the only one
-    /// using it (its spool `<file>.decisions` is locked); otherwise decisions wait for the store.
+    /// runtime). Decisions take the fast path when this control plane holds a decision spool:
+    /// on SQLite `<file>.decisions` (when no other process holds it), on PostgreSQL
+    /// `decisions-<node>.spool` in the node's `data_dir` (when one is given). Otherwise they
+    /// wait for the store.
     pub async fn open_node(url: &str, node: NodeConfig) -> Result<Self, StoreError> {
         let store = Store::open(url).await?;
         let (closed, previous) = store.start_node(&node.name, Utc::now()).await?;
@@ -252,33 +255,57 @@ impl ControlPlane {
         {
             tracing::warn!(node = %node.name, last_seen = %seen, "this node name reported recently: if another process runs under it, give each its own name");
         }
-        let spool = match store.sqlite_path() {
-            Some(db) => {
-                let spool = Spool::open(Spool::path_for(db), &store).await?;
+        // A SQLite file has one spool; on a shared PostgreSQL store each node has its own,
+        // with its own progress counter.
+        let place = match (store.sqlite_path(), &node.data_dir) {
+            (Some(db), _) => Some((Spool::path_for(db), "decision_spool".to_owned())),
+            (None, Some(dir)) => {
+                let file: String = (node.name.chars())
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                Some((
+                    dir.join(format!("decisions-{file}.spool")),
+                    format!("decision_spool/{}", node.name),
+                ))
+            }
+            (None, None) => None,
+        };
+        let spool = match place {
+            Some((path, counter)) => {
+                let spool = Spool::open(path.clone(), counter, &store).await?;
                 if spool.is_none() {
-                    tracing::warn!(store = %db.display(), "the decision spool is in use by another control plane; decisions wait for the store");
+                    tracing::warn!(spool = %path.display(), "the decision spool is in use by another control plane; decisions wait for the store");
                 }
                 spool
             }
             None => None,
         };
-        Ok(Self::start(store, node, spool))
+        // Changes from now on are announced, however late the follower task starts.
+        let feed_at = store.last_change().await?;
+        Ok(Self::start(store, node, spool, Some(feed_at)))
     }
 
     /// Wraps an open store, with decisions that read the store and wait for their committed
     /// audit entry; spawns the decision-log writer on the current Tokio runtime. The node
     /// (named after the host) reports its heartbeat but closes no sessions at start.
     pub fn new(store: Store) -> Self {
-        Self::start(store, NodeConfig::from_host(), None)
+        Self::start(store, NodeConfig::from_host(), None, None)
     }
 
-    fn start(store: Store, node: NodeConfig, spool: Option<Spool>) -> Self {
+    /// `feed_at`: the change feed's position to follow from (`None`: where it is when the
+    /// follower starts).
+    fn start(store: Store, node: NodeConfig, spool: Option<Spool>, feed_at: Option<i64>) -> Self {
         if let Some(spool) = &spool {
             let progress = store.decision_progress();
             progress.answered.store(spool.last(), Ordering::Release);
             progress.committed.send_replace(spool.last());
         }
-        let (events, _) = broadcast::channel(1024);
         let (jobs, queue) = mpsc::channel(DECISION_QUEUE);
         let fast = spool.is_some();
         let log = DecisionLog {
@@ -293,21 +320,16 @@ impl ControlPlane {
             log.healthy.clone(),
         ));
         let expiry_wake = Arc::new(Notify::new());
-        let origin = (store.backend() == crate::store::Backend::Postgres).then(Uuid::new_v4);
         let inner = Arc::new(Inner {
             store,
             node,
-            origin,
-            events,
             verified: VerifiedCache::default(),
             log,
             index: fast.then(|| RwLock::new(None)),
             expiry_wake: expiry_wake.clone(),
         });
         tokio::spawn(expiry_watcher(Arc::downgrade(&inner), expiry_wake));
-        if origin.is_some() {
-            tokio::spawn(event_listener(Arc::downgrade(&inner)));
-        }
+        tokio::spawn(change_follower(Arc::downgrade(&inner), feed_at));
         tokio::spawn(node_heartbeat(Arc::downgrade(&inner)));
         if fast {
             tokio::spawn(index_keeper(Arc::downgrade(&inner)));
@@ -375,36 +397,15 @@ impl ControlPlane {
     }
 
     /// Subscribes to the changes a data plane acts on: licence state changes and expiries (cut
-    /// receivers within 1 s), flow configuration changes, token revocations. Events are sent
-    /// right after the change commits, in this process and, on PostgreSQL, to every other
-    /// control plane on the same database (`NOTIFY`, typically within milliseconds; each node
-    /// announces expiries itself). A receiver that lags more than 1024 events gets
-    /// `RecvError::Lagged` and should re-read what it runs.
+    /// receivers within 1 s), flow configuration changes, token revocations. A change made
+    /// through this control plane's store is sent right after it commits; one made by another
+    /// node or process on the same store is on the store's change feed, which this control
+    /// plane follows (see [`change_follower`]): on PostgreSQL it hears of it by `NOTIFY`
+    /// (typically within milliseconds), and within a second either way, also after its `LISTEN`
+    /// connection dropped. Each node announces expiries itself. A receiver that lags more than
+    /// 1024 events gets `RecvError::Lagged` and should re-read what it runs.
     pub fn subscribe(&self) -> broadcast::Receiver<ControlEvent> {
-        self.inner.events.subscribe()
-    }
-
-    /// Sends a committed change to this process's subscribers and, on PostgreSQL, to the
-    /// other nodes sharing the store (`NOTIFY`; see [`event_listener`]).
-    async fn publish(&self, event: ControlEvent) {
-        if let Some(origin) = self.inner.origin {
-            let payload = serde_json::to_string(&Notice {
-                origin,
-                event: event.clone(),
-            })
-            .unwrap_or_default();
-            let sent = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(EVENT_CHANNEL)
-                .bind(payload)
-                .execute(self.store().pool())
-                .await;
-            if let Err(e) = sent {
-                metrics::counter!("stadion_control_notify_failures_total").increment(1);
-                tracing::error!(error = %e, ?event, "telling the other nodes about a change failed; they miss it");
-            }
-        }
-        // No subscriber is fine: nothing live to cut.
-        let _ = self.inner.events.send(event);
+        self.store().subscribe()
     }
 
     /// First start: creates the host organisation, an `admin` user and a host-admin token.
@@ -488,10 +489,6 @@ impl ControlPlane {
     pub async fn revoke_token(&self, actor: &Actor, id: &str) -> Result<TokenInfo, StoreError> {
         let info = self.store().revoke_token(actor, id).await?;
         self.inner.verified.forget(id);
-        self.publish(ControlEvent::TokenRevoked {
-            token_id: info.id.clone(),
-        })
-        .await;
         Ok(info)
     }
 
@@ -533,7 +530,7 @@ impl ControlPlane {
         new: NewLicence,
     ) -> Result<Licence, StoreError> {
         let l = self.store().create_licence(actor, new).await?;
-        self.publish_licence(&l).await;
+        self.inner.expiry_wake.notify_one();
         Ok(l)
     }
 
@@ -550,20 +547,9 @@ impl ControlPlane {
             .set_licence_state(actor, id, target, reason)
             .await?;
         if changed {
-            self.publish_licence(&l).await;
+            self.inner.expiry_wake.notify_one();
         }
         Ok(l)
-    }
-
-    async fn publish_licence(&self, l: &Licence) {
-        self.inner.expiry_wake.notify_one();
-        self.publish(ControlEvent::LicenceChanged {
-            licence_id: l.id,
-            rhb_org: l.org_id,
-            flow: l.flow_id,
-            new_state: l.state,
-        })
-        .await;
     }
 
     // ---- flows, outputs and accounting for the data plane -----------------------------------
@@ -581,10 +567,7 @@ impl ControlPlane {
 
     /// Creates a flow (with its transport, when given).
     pub async fn create_flow(&self, actor: &Actor, flow: Flow) -> Result<Flow, StoreError> {
-        let flow = self.store().create_flow(actor, flow).await?;
-        self.publish(ControlEvent::FlowChanged { flow_id: flow.id })
-            .await;
-        Ok(flow)
+        self.store().create_flow(actor, flow).await
     }
 
     pub async fn update_flow(
@@ -593,10 +576,7 @@ impl ControlPlane {
         id: Uuid,
         update: FlowUpdate,
     ) -> Result<Flow, StoreError> {
-        let flow = self.store().update_flow(actor, id, update).await?;
-        self.publish(ControlEvent::FlowChanged { flow_id: id })
-            .await;
-        Ok(flow)
+        self.store().update_flow(actor, id, update).await
     }
 
     /// Replaces a flow's sources and redundancy.
@@ -606,17 +586,11 @@ impl ControlPlane {
         id: Uuid,
         transport: Transport,
     ) -> Result<Flow, StoreError> {
-        let flow = self.store().set_transport(actor, id, transport).await?;
-        self.publish(ControlEvent::FlowChanged { flow_id: id })
-            .await;
-        Ok(flow)
+        self.store().set_transport(actor, id, transport).await
     }
 
     pub async fn delete_flow(&self, actor: &Actor, id: Uuid) -> Result<Flow, StoreError> {
-        let flow = self.store().delete_flow(actor, id).await?;
-        self.publish(ControlEvent::FlowChanged { flow_id: id })
-            .await;
-        Ok(flow)
+        self.store().delete_flow(actor, id).await
     }
 
     pub async fn create_output(
@@ -624,21 +598,11 @@ impl ControlPlane {
         actor: &Actor,
         new: NewOutput,
     ) -> Result<PushOutput, StoreError> {
-        let out = self.store().create_output(actor, new).await?;
-        self.publish(ControlEvent::FlowChanged {
-            flow_id: out.flow_id,
-        })
-        .await;
-        Ok(out)
+        self.store().create_output(actor, new).await
     }
 
     pub async fn delete_output(&self, actor: &Actor, id: Uuid) -> Result<PushOutput, StoreError> {
-        let out = self.store().delete_output(actor, id).await?;
-        self.publish(ControlEvent::FlowChanged {
-            flow_id: out.flow_id,
-        })
-        .await;
-        Ok(out)
+        self.store().delete_output(actor, id).await
     }
 
     /// Stores a batch of usage records (connects, deliveries, disconnects) in one transaction.
@@ -706,10 +670,12 @@ impl ControlPlane {
         let index = self.inner.index.as_ref()?;
         let index = index.read().unwrap_or_else(PoisonError::into_inner);
         let index = index.as_ref()?;
-        if index.generation != self.store().generation() {
+        if index.generation != self.store().generation()
+            || index.counted_at.elapsed() > COUNTS_SERVE
+        {
             return None;
         }
-        Some(index.snapshot.row(&req.org, &req.flow))
+        Some(index.row(&req.org, &req.flow))
     }
 }
 
@@ -747,25 +713,6 @@ impl DecisionLog {
         slot.send(LogJob::Spooled { entry, n });
         metrics::gauge!("stadion_decision_log_pending").set(spool.pending() as f64);
         Ok(())
-    }
-}
-
-impl DecisionSnapshot {
-    /// What [`Store::decision_row`] returns for the same names or ids.
-    fn row(&self, org: &str, flow: &str) -> DecisionRow {
-        let org = self.orgs.get(org).copied();
-        let flow_id = self.flows.get(flow).copied();
-        let licence = match (org, flow_id) {
-            (Some((o, _)), Some(f)) => self.licences.get(&(o, f)).cloned(),
-            _ => None,
-        };
-        // The fast path runs only where this process holds the store alone: no other node.
-        DecisionRow {
-            org,
-            flow_id,
-            licence,
-            elsewhere: 0,
-        }
     }
 }
 
@@ -851,6 +798,12 @@ async fn decision_log_writer(
     spool: Option<Arc<Mutex<Spool>>>,
     healthy: Arc<AtomicBool>,
 ) {
+    let counter = spool.as_ref().map(|s| {
+        s.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .counter()
+            .to_owned()
+    });
     let mut batch = Vec::with_capacity(DECISION_BATCH);
     while jobs.recv_many(&mut batch, DECISION_BATCH).await > 0 {
         let (mut entries, mut acks, mut through) = (Vec::new(), Vec::new(), None);
@@ -872,7 +825,8 @@ async fn decision_log_writer(
             if entries.is_empty() {
                 break true;
             }
-            let Err(e) = store.append_decisions(&entries, through).await else {
+            let spooled = counter.as_deref().zip(through);
+            let Err(e) = store.append_decisions(&entries, spooled).await else {
                 break true;
             };
             healthy.store(false, Ordering::Release);
@@ -907,108 +861,150 @@ async fn decision_log_writer(
 }
 
 /// Keeps the decision index at the store's generation: rebuilds it after changes (once they
-/// pause for a moment, so that bulk changes cost one rebuild). Once a second it also compares
-/// the database's change count with the one the index was built at, so that changes another
-/// process made reach the index within a second. It stops with the plane.
+/// pause for a moment, so that bulk changes cost one rebuild). Every half second it also
+/// compares the database's change count with the one the index was built at, so that changes
+/// another process or node made reach the index within a second even without their event, and
+/// re-reads how many receivers other live nodes hold per licence. It stops with the plane.
 async fn index_keeper(inner: Weak<Inner>) {
     const SETTLE: Duration = Duration::from_millis(5);
-    let mut built: Option<(u64, i64)> = None;
+    const POLL: Duration = Duration::from_millis(500);
+    let mut built: Option<(u64, i64, Arc<DecisionSnapshot>)> = None;
     loop {
         let Some(plane) = inner.upgrade() else { return };
-        let store = plane.store.clone();
+        let (store, node) = (plane.store.clone(), plane.node.clone());
+        drop(plane);
         if store.pool().is_closed() {
             return;
         }
-        match store.change_count().await {
-            Ok(count) if built.is_some_and(|(_, c)| c != count) => store.touch(),
+        // The count is read before the snapshot: a change committed in between shows in the
+        // next count and causes another rebuild.
+        let count = store.change_count().await;
+        match &count {
+            Ok(count) if built.as_ref().is_some_and(|(_, c, _)| c != count) => store.touch(),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reading the store's change count failed"),
         }
         let generation = store.generation();
-        if built.is_none_or(|(g, _)| g != generation) {
-            let loaded = match store.change_count().await {
-                Ok(count) => store.decision_snapshot().await.map(|s| (count, s)),
-                Err(e) => Err(e),
-            };
-            match loaded {
-                Ok((count, snapshot)) => {
-                    if let Some(index) = &plane.index {
-                        *index.write().unwrap_or_else(PoisonError::into_inner) =
-                            Some(Arc::new(Index {
-                                generation,
-                                snapshot,
-                            }));
-                    }
-                    built = Some((generation, count));
-                }
+        if let Ok(count) = count
+            && built.as_ref().is_none_or(|(g, ..)| *g != generation)
+        {
+            match store.decision_snapshot().await {
+                Ok(snapshot) => built = Some((generation, count, Arc::new(snapshot))),
                 Err(e) => {
                     tracing::warn!(error = %e, "building the decision index failed; decisions read the store")
                 }
             }
         }
-        drop(plane);
-        let _ = tokio::time::timeout(Duration::from_secs(1), store.changed()).await;
+        let counted_at = Instant::now();
+        let counts = store
+            .sessions_elsewhere(&node.name, node.alive_since(Utc::now()))
+            .await;
+        match (counts, &built) {
+            (Ok(elsewhere), Some((generation, _, snapshot))) => {
+                let Some(plane) = inner.upgrade() else { return };
+                if let Some(index) = &plane.index {
+                    *index.write().unwrap_or_else(PoisonError::into_inner) =
+                        Some(Arc::new(Index {
+                            generation: *generation,
+                            snapshot: snapshot.clone(),
+                            elsewhere,
+                            counted_at,
+                        }));
+                }
+            }
+            (Ok(_), None) => {}
+            (Err(e), _) => {
+                tracing::warn!(error = %e, "counting other nodes' receivers failed; decisions read the store meanwhile")
+            }
+        }
+        let _ = tokio::time::timeout(POLL, store.changed()).await;
         tokio::time::sleep(SETTLE).await;
     }
 }
 
-/// Hands the changes other nodes commit to this node's subscribers (PostgreSQL `LISTEN`),
-/// reconnecting when the connection drops. Licence expiries are not sent: every node's own
-/// expiry watcher announces them.
-async fn event_listener(inner: Weak<Inner>) {
-    let alive = |inner: &Weak<Inner>| inner.upgrade().is_some_and(|p| !p.store.pool().is_closed());
-    while alive(&inner) {
-        let Some(store) = inner.upgrade().map(|p| p.store.clone()) else {
-            return;
-        };
-        let mut listener = match store.listen(EVENT_CHANNEL).await {
-            Ok(Some(listener)) => listener,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "listening for other nodes' changes failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        drop(store);
-        while alive(&inner) {
-            // Wake up now and then to notice the end of the plane.
-            let next = match tokio::time::timeout(Duration::from_secs(1), listener.try_recv()).await
-            {
-                Err(_) => continue,
-                Ok(next) => next,
+/// Follows the store's change feed from number `last` (or the last change when it starts):
+/// announces to this node's subscribers the changes made by other nodes or processes (after
+/// marking the store changed, so that no decision answers from an index without them), in
+/// feed order, each once. On
+/// PostgreSQL a `LISTEN` connection wakes it as each change commits; it also reads the feed
+/// once a second and after every (re)connection, so that a change notified while the
+/// connection was down is announced all the same, within a second of the store being
+/// reachable. It stops with the plane.
+async fn change_follower(inner: Weak<Inner>, mut last: Option<i64>) {
+    const PAGE: u32 = 1000;
+    let alive = |inner: &Weak<Inner>| inner.upgrade().filter(|p| !p.store.pool().is_closed());
+    let mut listener = None;
+    loop {
+        let Some(plane) = alive(&inner) else { return };
+        let store = plane.store.clone();
+        drop(plane);
+        if listener.is_none() {
+            // Listen before reading the feed: a change committed after the read is notified.
+            listener = match store.listen(CHANGE_CHANNEL).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listening for other nodes' changes failed; reading the change feed once a second");
+                    None
+                }
             };
-            let notification = match next {
-                Ok(Some(n)) => n,
-                // The connection dropped; the next call reconnects and listens again.
-                Ok(None) => {
-                    tracing::warn!(
-                        "lost the connection for other nodes' changes; changes made meanwhile are missed"
-                    );
+        }
+        let Some(from) = last else {
+            match store.last_change().await {
+                Ok(seq) => last = Some(seq),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the change feed failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            continue;
+        };
+        match store.changes_after(from, PAGE).await {
+            Ok(changes) => {
+                let full = changes.len() == PAGE as usize;
+                if let Some(c) = changes.last() {
+                    last = Some(c.seq);
+                }
+                let Some(plane) = alive(&inner) else { return };
+                for change in changes.into_iter().filter(|c| c.origin != store.origin()) {
+                    match change.event {
+                        Ok(event) => plane.apply_foreign(event),
+                        Err(e) => {
+                            tracing::warn!(seq = change.seq, error = %e, "unreadable change on the feed skipped")
+                        }
+                    }
+                }
+                if full {
                     continue;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "receiving other nodes' changes failed; reconnecting");
-                    break;
-                }
-            };
-            let Some(plane) = inner.upgrade() else { return };
-            match serde_json::from_str::<Notice>(notification.payload()) {
-                Ok(notice) if Some(notice.origin) == plane.origin => {}
-                Ok(Notice { event, .. }) => {
-                    plane.store.touch();
-                    match &event {
-                        ControlEvent::TokenRevoked { token_id } => plane.verified.forget(token_id),
-                        ControlEvent::LicenceChanged { .. } => plane.expiry_wake.notify_one(),
-                        _ => {}
-                    }
-                    let _ = plane.events.send(event);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "unreadable change notification ignored");
-                }
             }
+            Err(e) => tracing::warn!(error = %e, "reading the change feed failed; retrying"),
         }
+        match listener.as_mut() {
+            // Woken by a notification or, at the latest, after a second.
+            Some(l) => match tokio::time::timeout(Duration::from_secs(1), l.try_recv()).await {
+                Err(_) | Ok(Ok(Some(_))) => {}
+                Ok(Ok(None)) | Ok(Err(_)) => {
+                    tracing::warn!(
+                        "lost the connection for other nodes' changes; reconnecting and catching up from the change feed"
+                    );
+                    listener = None;
+                }
+            },
+            None => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
+impl Inner {
+    /// Takes in a change another node or process made.
+    fn apply_foreign(&self, event: ControlEvent) {
+        self.store.touch();
+        match &event {
+            ControlEvent::TokenRevoked { token_id } => self.verified.forget(token_id),
+            ControlEvent::LicenceChanged { .. } => self.expiry_wake.notify_one(),
+            _ => {}
+        }
+        self.store.announce(event);
     }
 }
 
@@ -1054,7 +1050,7 @@ async fn expiry_watcher(inner: Weak<Inner>, wake: Arc<Notify>) {
         let next = match plane.store.licences_ending(since, now).await {
             Ok((ended, next)) => {
                 for l in ended {
-                    let _ = plane.events.send(ControlEvent::LicenceExpired {
+                    plane.store.announce(ControlEvent::LicenceExpired {
                         licence_id: l.id,
                         rhb_org: l.org_id,
                         flow: l.flow_id,

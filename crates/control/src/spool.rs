@@ -62,6 +62,8 @@ pub(crate) const ROTATE_BYTES: u64 = 4 << 20;
 pub(crate) struct Spool {
     file: File,
     path: PathBuf,
+    /// The store's counter of how far this spool is committed.
+    counter: String,
     /// Held (locked) for the life of the spool: one writer per spool.
     _lock: File,
     /// Bytes in `file`.
@@ -96,9 +98,14 @@ impl Spool {
         suffixed(db, ".decisions")
     }
 
-    /// Opens the spool at `path` and takes its lock; commits what a previous run left behind.
-    /// `Ok(None)` when another process (or another control plane in this one) holds it.
-    pub async fn open(path: PathBuf, store: &Store) -> Result<Option<Spool>, StoreError> {
+    /// Opens the spool at `path`, whose progress the store keeps in `counter`, and takes its
+    /// lock; commits what a previous run left behind. `Ok(None)` when another process (or
+    /// another control plane in this one) holds it.
+    pub async fn open(
+        path: PathBuf,
+        counter: String,
+        store: &Store,
+    ) -> Result<Option<Spool>, StoreError> {
         let io_err = |e: io::Error| StoreError::Spool(format!("{}: {e}", path.display()));
         let lock = open_append(&suffixed(&path, ".lock")).map_err(io_err)?;
         match lock.try_lock() {
@@ -118,7 +125,7 @@ impl Spool {
         }
         let mut file = open_append(&path).map_err(io_err)?;
         file.read_to_string(&mut text).map_err(io_err)?;
-        let committed = store.spool_committed().await?;
+        let committed = store.spool_committed(&counter).await?;
         let mut left = Vec::new();
         let mut last = committed;
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
@@ -144,7 +151,9 @@ impl Spool {
             }
         }
         if !left.is_empty() {
-            store.append_decisions(&left, Some(last)).await?;
+            store
+                .append_decisions(&left, Some((&counter, last)))
+                .await?;
             tracing::info!(spool = %path.display(), entries = left.len(), "committed access decisions left by the previous run");
         }
         file.set_len(0).map_err(io_err)?;
@@ -156,6 +165,7 @@ impl Spool {
         Ok(Some(Spool {
             file,
             path,
+            counter,
             _lock: lock,
             len: 0,
             rotate_at: ROTATE_BYTES,
@@ -187,6 +197,11 @@ impl Spool {
         self.len += bytes.len() as u64;
         self.next += 1;
         Ok(line.n)
+    }
+
+    /// The store's counter of this spool's progress.
+    pub fn counter(&self) -> &str {
+        &self.counter
     }
 
     /// The number of the last entry spooled.
@@ -225,6 +240,8 @@ impl Spool {
 mod tests {
     use super::*;
     use crate::store::AuditFilter;
+
+    const COUNTER: &str = "decision_spool";
 
     fn entry(i: usize) -> NewAudit {
         NewAudit {
@@ -267,9 +284,15 @@ mod tests {
     async fn set_aside_spools_are_replayed_and_dropped() {
         let (_dir, store, path) = fresh_store().await;
         let old = suffixed(&path, ".old");
-        let mut spool = Spool::open(path.clone(), &store).await.unwrap().unwrap();
+        let mut spool = Spool::open(path.clone(), COUNTER.into(), &store)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
-            Spool::open(path.clone(), &store).await.unwrap().is_none(),
+            Spool::open(path.clone(), COUNTER.into(), &store)
+                .await
+                .unwrap()
+                .is_none(),
             "one holder at a time"
         );
         spool.rotate_at = 1;
@@ -279,7 +302,7 @@ mod tests {
         }
         // 1..=2 committed, 3..=4 pending: the file is set aside.
         store
-            .append_decisions(&entries[..2], Some(2))
+            .append_decisions(&entries[..2], Some((COUNTER, 2)))
             .await
             .unwrap();
         spool.committed_through(2).unwrap();
@@ -292,18 +315,21 @@ mod tests {
         // (small enough now not to be set aside in turn).
         spool.rotate_at = ROTATE_BYTES;
         store
-            .append_decisions(&entries[2..4], Some(4))
+            .append_decisions(&entries[2..4], Some((COUNTER, 4)))
             .await
             .unwrap();
         spool.committed_through(4).unwrap();
         assert!(!old.exists());
         // 5 is committed but the crash comes before the spool learns it.
         store
-            .append_decisions(&entries[4..5], Some(5))
+            .append_decisions(&entries[4..5], Some((COUNTER, 5)))
             .await
             .unwrap();
         drop(spool);
-        let spool = Spool::open(path.clone(), &store).await.unwrap().unwrap();
+        let spool = Spool::open(path.clone(), COUNTER.into(), &store)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(spool.pending(), 0);
         assert_eq!(spool.next, 7);
         let got = reasons(&store).await;
@@ -315,13 +341,19 @@ mod tests {
     #[tokio::test]
     async fn a_torn_last_line_is_ignored() {
         let (_dir, store, path) = fresh_store().await;
-        let mut spool = Spool::open(path.clone(), &store).await.unwrap().unwrap();
+        let mut spool = Spool::open(path.clone(), COUNTER.into(), &store)
+            .await
+            .unwrap()
+            .unwrap();
         spool.append(&entry(1)).unwrap();
         drop(spool);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(br#"{"n":2,"at":17,"act"#).unwrap();
         drop(f);
-        Spool::open(path, &store).await.unwrap().unwrap();
+        Spool::open(path, COUNTER.into(), &store)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(reasons(&store).await, vec!["decision 1".to_owned()]);
     }
 }

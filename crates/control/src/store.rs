@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 mod flows;
@@ -29,7 +30,8 @@ mod usage;
 pub use flows::{FlowUpdate, NewOutput, OutputFilter};
 
 use crate::model::{
-    AuditEntry, Licence, LicenceState, OrgKind, Organisation, Passphrase, Role, TokenInfo, User,
+    AuditEntry, ControlEvent, Licence, LicenceState, OrgKind, Organisation, Passphrase, Role,
+    TokenInfo, User,
 };
 
 /// Which database is behind the store.
@@ -434,6 +436,9 @@ pub struct Store {
     /// The PostgreSQL URL, for the change listener's own connection.
     postgres_url: Option<SecretUrl>,
     changes: Arc<Changes>,
+    /// This handle's id in the change feed, and its subscribers.
+    origin: Uuid,
+    events: broadcast::Sender<ControlEvent>,
     /// Decisions answered before their audit entry was committed (the spool's numbers).
     decisions: Arc<DecisionProgress>,
 }
@@ -498,6 +503,17 @@ impl Changes {
     }
 }
 
+/// One change read back from the change feed.
+#[derive(Debug)]
+pub(crate) struct FedChange {
+    pub seq: i64,
+    pub origin: Uuid,
+    pub event: Result<ControlEvent, String>,
+}
+
+/// The PostgreSQL notification channel on which a committed change's feed number is sent.
+pub(crate) const CHANGE_CHANNEL: &str = "stadion_control_changes";
+
 /// Everything the access decision reads, loaded at once for the in-memory index.
 #[derive(Debug, Default)]
 pub(crate) struct DecisionSnapshot {
@@ -560,6 +576,8 @@ impl Store {
             sqlite_path,
             postgres_url,
             changes,
+            origin: Uuid::new_v4(),
+            events: broadcast::channel(1024).0,
             decisions: Arc::default(),
         })
     }
@@ -647,7 +665,15 @@ impl Store {
 
     /// Runs `f` in one transaction and appends `audit` to the log in the same transaction;
     /// counts the change in the database and moves the change generation once it committed.
-    async fn write<T, F>(&self, conflict_field: &'static str, f: F) -> Result<T, StoreError>
+    /// A change with an audit entry and an `event` puts `event(value)` on the change feed in
+    /// the same transaction (see [`Store::changes_after`]), announces it to the other nodes
+    /// (PostgreSQL `NOTIFY`, sent at commit) and, once committed, to this store's subscribers.
+    async fn write<T, F>(
+        &self,
+        conflict_field: &'static str,
+        event: Option<fn(&T) -> ControlEvent>,
+        f: F,
+    ) -> Result<T, StoreError>
     where
         F: for<'c> FnOnce(
             &'c mut AnyConnection,
@@ -656,8 +682,11 @@ impl Store {
         >,
         T: Send,
     {
-        let value = self.transact(true, conflict_field, f).await?;
+        let (value, event) = self.transact(true, event, conflict_field, f).await?;
         self.touch();
+        if let Some(event) = event {
+            self.announce(event);
+        }
         Ok(value)
     }
 
@@ -676,15 +705,16 @@ impl Store {
         >,
         T: Send,
     {
-        self.transact(false, conflict_field, f).await
+        Ok(self.transact(false, None, conflict_field, f).await?.0)
     }
 
     async fn transact<T, F>(
         &self,
         counted: bool,
+        event: Option<fn(&T) -> ControlEvent>,
         conflict_field: &'static str,
         f: F,
-    ) -> Result<T, StoreError>
+    ) -> Result<(T, Option<ControlEvent>), StoreError>
     where
         F: for<'c> FnOnce(
             &'c mut AnyConnection,
@@ -698,16 +728,104 @@ impl Store {
         append_audit(&mut tx, &audit)
             .await
             .map_err(StoreError::db)?;
+        let mut fed = None;
         if counted {
-            sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'changes'")
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db)?;
+            let seq: i64 = sqlx::query(
+                "UPDATE counters SET value = value + 1 WHERE name = 'changes' RETURNING value",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(StoreError::db)?;
+            // A write that changed nothing (no audit entry) has nothing to announce.
+            if let Some(event) = event.filter(|_| !audit.is_empty()).map(|e| e(&value)) {
+                self.feed(&mut tx, seq, &event)
+                    .await
+                    .map_err(StoreError::db)?;
+                fed = Some(event);
+            }
         }
         tx.commit()
             .await
             .map_err(|e| StoreError::from_sqlx(e, conflict_field))?;
-        Ok(value)
+        Ok((value, fed))
+    }
+
+    /// Puts `event` on the change feed as number `seq`; on PostgreSQL also notifies the other
+    /// nodes, which PostgreSQL does when the transaction commits.
+    async fn feed(
+        &self,
+        conn: &mut AnyConnection,
+        seq: i64,
+        event: &ControlEvent,
+    ) -> Result<(), sqlx::Error> {
+        let json = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        sqlx::query("INSERT INTO control_changes (seq, at, origin, event) VALUES ($1, $2, $3, $4)")
+            .bind(seq)
+            .bind(micros(now_micros()))
+            .bind(self.origin.to_string())
+            .bind(json)
+            .execute(&mut *conn)
+            .await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGE_CHANNEL)
+                .bind(seq.to_string())
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends `event` to this store's subscribers (no subscriber is fine: nothing live to cut).
+    pub(crate) fn announce(&self, event: ControlEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Subscribes to the changes this store announces (see [`crate::ControlPlane::subscribe`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<ControlEvent> {
+        self.events.subscribe()
+    }
+
+    /// The id this store handle writes into the change feed as the changes' origin.
+    pub(crate) fn origin(&self) -> Uuid {
+        self.origin
+    }
+
+    /// The number of the last change on the feed (0 when there is none).
+    pub(crate) async fn last_change(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM control_changes")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
+    }
+
+    /// The changes on the feed after number `seq`, oldest first, at most `limit`: their
+    /// number, the store handle that made them, and the event (`Err` text when unreadable,
+    /// e.g. written by a newer version).
+    pub(crate) async fn changes_after(
+        &self,
+        seq: i64,
+        limit: u32,
+    ) -> Result<Vec<FedChange>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT seq, origin, event FROM control_changes WHERE seq > $1 ORDER BY seq LIMIT {limit}"
+        ))
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let text: String = row.try_get("event")?;
+                Ok(FedChange {
+                    seq: row.try_get("seq")?,
+                    origin: uuid(&row.try_get::<String, _>("origin")?)?,
+                    event: serde_json::from_str(&text).map_err(|e| format!("{e}: {text}")),
+                })
+            })
+            .collect()
     }
 
     // ---- organisations ------------------------------------------------------------------
@@ -734,7 +852,7 @@ impl Store {
         };
         let o = org.clone();
         let actor = actor.clone();
-        self.write("name", move |c| {
+        self.write("name", None, move |c| {
             Box::pin(async move {
                 if kind == OrgKind::Host {
                     let n: i64 = sqlx::query("SELECT COUNT(*) FROM organisations WHERE kind = 'host'")
@@ -754,17 +872,34 @@ impl Store {
         Ok(org)
     }
 
-    pub async fn list_orgs(&self, scope: Scope) -> Result<Vec<Organisation>, StoreError> {
+    /// The rows of `select` (`SELECT ... FROM ...`) whose `org_column` is in `scope`, in
+    /// `order`, each read by `read`.
+    async fn scoped<T>(
+        &self,
+        select: &str,
+        org_column: &str,
+        scope: Scope,
+        order: &str,
+        read: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let mut cond = Conditions::default();
         if let Scope::Org(id) = scope {
-            cond.push_uuid("id", Some(id));
+            cond.push_uuid(org_column, Some(id));
         }
-        let sql = format!(
-            "SELECT id, name, kind, created_at FROM organisations {} ORDER BY name",
-            cond.clause()
-        );
+        let sql = format!("{select} {} ORDER BY {order}", cond.clause());
         let rows = cond.bind(sqlx::query(&sql)).fetch_all(&self.pool).await?;
-        rows.iter().map(org_from_row).collect()
+        rows.iter().map(read).collect()
+    }
+
+    pub async fn list_orgs(&self, scope: Scope) -> Result<Vec<Organisation>, StoreError> {
+        self.scoped(
+            "SELECT id, name, kind, created_at FROM organisations",
+            "id",
+            scope,
+            "name",
+            org_from_row,
+        )
+        .await
     }
 
     pub async fn get_org(&self, id: Uuid, scope: Scope) -> Result<Organisation, StoreError> {
@@ -793,7 +928,7 @@ impl Store {
         };
         let u = user.clone();
         let actor = actor.clone();
-        self.write("name", move |c| {
+        self.write("name", None, move |c| {
             Box::pin(async move {
                 let exists = sqlx::query("SELECT id FROM organisations WHERE id = $1")
                     .bind(org_id.to_string()).fetch_optional(&mut *c).await?;
@@ -813,16 +948,14 @@ impl Store {
     }
 
     pub async fn list_users(&self, scope: Scope) -> Result<Vec<User>, StoreError> {
-        let mut cond = Conditions::default();
-        if let Scope::Org(id) = scope {
-            cond.push_uuid("org_id", Some(id));
-        }
-        let sql = format!(
-            "SELECT id, org_id, name, email, created_at FROM users {} ORDER BY name",
-            cond.clause()
-        );
-        let rows = cond.bind(sqlx::query(&sql)).fetch_all(&self.pool).await?;
-        rows.iter().map(user_from_row).collect()
+        self.scoped(
+            "SELECT id, org_id, name, email, created_at FROM users",
+            "org_id",
+            scope,
+            "name",
+            user_from_row,
+        )
+        .await
     }
 
     /// Stores a token (already hashed by the caller, who keeps the clear text to show once).
@@ -836,7 +969,7 @@ impl Store {
         secret_hash: String,
     ) -> Result<TokenInfo, StoreError> {
         let actor = actor.clone();
-        self.write("id", move |c| {
+        self.write("id", None, move |c| {
             Box::pin(async move {
                 let row = sqlx::query("SELECT u.org_id, o.kind FROM users u JOIN organisations o ON o.id = u.org_id WHERE u.id = $1")
                     .bind(user_id.to_string()).fetch_optional(&mut *c).await?
@@ -877,23 +1010,24 @@ impl Store {
     }
 
     pub async fn list_tokens(&self, scope: Scope) -> Result<Vec<TokenInfo>, StoreError> {
-        let mut cond = Conditions::default();
-        if let Scope::Org(id) = scope {
-            cond.push_uuid("u.org_id", Some(id));
-        }
-        let sql = format!(
+        self.scoped(
             "SELECT t.id, t.user_id, u.org_id, t.role, t.label, t.created_at, t.revoked_at \
-             FROM api_tokens t JOIN users u ON u.id = t.user_id {} ORDER BY t.created_at",
-            cond.clause()
-        );
-        let rows = cond.bind(sqlx::query(&sql)).fetch_all(&self.pool).await?;
-        rows.iter().map(token_from_row).collect()
+             FROM api_tokens t JOIN users u ON u.id = t.user_id",
+            "u.org_id",
+            scope,
+            "t.created_at",
+            token_from_row,
+        )
+        .await
     }
 
     pub async fn revoke_token(&self, actor: &Actor, id: &str) -> Result<TokenInfo, StoreError> {
         let actor = actor.clone();
         let id = id.to_owned();
-        let info = self.write("id", move |c| {
+        let revoked = |info: &TokenInfo| ControlEvent::TokenRevoked {
+            token_id: info.id.clone(),
+        };
+        let info = self.write("id", Some(revoked), move |c| {
             Box::pin(async move {
                 let now = micros(now_micros());
                 let done = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
@@ -924,7 +1058,7 @@ impl Store {
         new: NewLicence,
     ) -> Result<Licence, StoreError> {
         let actor = actor.clone();
-        self.write("flow_id", move |c| {
+        self.write("flow_id", Some(ControlEvent::licence_changed), move |c| {
             Box::pin(async move {
                 let kind = sqlx::query("SELECT kind FROM organisations WHERE id = $1")
                     .bind(new.org_id.to_string()).fetch_optional(&mut *c).await?
@@ -1010,7 +1144,8 @@ impl Store {
         reason: String,
     ) -> Result<(Licence, bool), StoreError> {
         let actor = actor.clone();
-        self.write("state", move |c| {
+        let changed = |(l, _): &(Licence, bool)| ControlEvent::licence_changed(l);
+        self.write("state", Some(changed), move |c| {
             Box::pin(async move {
                 let row = sqlx::query(&format!(
                     "SELECT {LICENCE_COLUMNS} FROM licences l WHERE l.id = $1"
@@ -1137,35 +1272,73 @@ impl Store {
         self.append_decisions(entries, None).await
     }
 
-    /// Appends decision entries in one transaction; with `spooled_through`, records in the
-    /// same transaction that the local decision spool is committed up to that number.
+    /// Appends decision entries in one transaction; with `spooled` = (counter, n), records in
+    /// the same transaction that the local decision spool whose progress is kept in that
+    /// counter is committed up to number n.
     pub(crate) async fn append_decisions(
         &self,
         entries: &[NewAudit],
-        spooled_through: Option<u64>,
+        spooled: Option<(&str, u64)>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         append_audit(&mut tx, entries).await?;
-        if let Some(n) = spooled_through {
+        if let Some((counter, n)) = spooled {
             let n = i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("spool {n}")))?;
-            sqlx::query(
-                "UPDATE counters SET value = $1 WHERE name = 'decision_spool' AND value < $1",
-            )
-            .bind(n)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("UPDATE counters SET value = $1 WHERE name = $2 AND value < $1")
+                .bind(n)
+                .bind(counter)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
-    /// How far the local decision spool is committed (see [`Store::append_decisions`]).
-    pub(crate) async fn spool_committed(&self) -> Result<u64, StoreError> {
-        let v: i64 = sqlx::query("SELECT value FROM counters WHERE name = 'decision_spool'")
+    /// How far the local decision spool whose progress is kept in `counter` is committed (see
+    /// [`Store::append_decisions`]); creates the counter at 0 when there is none yet.
+    pub(crate) async fn spool_committed(&self, counter: &str) -> Result<u64, StoreError> {
+        sqlx::query(
+            "INSERT INTO counters (name, value) SELECT $1, 0 \
+             WHERE NOT EXISTS (SELECT 1 FROM counters WHERE name = $2)",
+        )
+        .bind(counter)
+        .bind(counter)
+        .execute(&self.pool)
+        .await?;
+        let v: i64 = sqlx::query("SELECT value FROM counters WHERE name = $1")
+            .bind(counter)
             .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
         u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("spool counter {v}")))
+    }
+
+    /// Per licence, the receivers open at nodes other than `node` that reported since
+    /// `alive_since` (what [`Store::decision_row`] counts as `elsewhere`), for the decision
+    /// index.
+    pub(crate) async fn sessions_elsewhere(
+        &self,
+        node: &str,
+        alive_since: DateTime<Utc>,
+    ) -> Result<HashMap<Uuid, u32>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.licence_id, COUNT(*) FROM receiver_sessions s JOIN nodes n ON n.name = s.node \
+             WHERE s.disconnected_at IS NULL AND s.node <> $1 AND n.last_seen >= $2 \
+             GROUP BY s.licence_id",
+        )
+        .bind(node)
+        .bind(micros(alive_since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let n: i64 = row.try_get(1)?;
+                Ok((
+                    uuid(&row.try_get::<String, _>(0)?)?,
+                    u32::try_from(n).unwrap_or(u32::MAX),
+                ))
+            })
+            .collect()
     }
 
     /// Everything [`Store::decision_row`] reads, for every organisation, flow and licence.

@@ -2,11 +2,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{Reply, Server};
 use serde_json::{Value, json};
-use stadion_control::ControlEvent;
 
 fn assert_status(r: &Reply, status: u16) {
     assert_eq!(r.status, status, "{r:?}");
@@ -187,19 +184,11 @@ fn every_refusal_reason(s: &Server) {
         ),
         200,
     );
-    let event =
-        s.rt.block_on(async { tokio::time::timeout(Duration::from_secs(1), events.recv()).await });
-    match event {
-        Ok(Ok(ControlEvent::LicenceChanged {
-            licence_id,
-            new_state,
-            ..
-        })) => {
-            assert_eq!(licence_id.to_string(), live_id);
-            assert_eq!(new_state, stadion_control::model::LicenceState::Disabled);
-        }
-        other => panic!("expected a licence change within 1 s, got {other:?}"),
-    }
+    s.expect_licence_change(
+        &mut events,
+        &live_id,
+        stadion_control::model::LicenceState::Disabled,
+    );
     deny("rhb-a", "ath-100m-final", "127.0.0.1", 0, "disabled", 1403);
     assert_status(
         &s.post(&format!("/api/v1/licences/{live_id}/enable"), op, json!({})),

@@ -207,3 +207,103 @@ fn a_second_control_plane_on_the_same_file_waits_for_the_store() {
         );
     });
 }
+
+/// On PostgreSQL each node with a data directory has a spool of its own, whose progress the
+/// store keeps per node: what a crashed node answered but could not commit is committed when
+/// the node starts again, exactly once, and another node's spool is not disturbed by it.
+#[test]
+fn a_postgres_nodes_spool_is_committed_when_it_starts_again() {
+    let Some(admin_url) = common::postgres_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("stadion_test_{}", uuid::Uuid::new_v4().simple());
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(b, _)| b);
+    let url = format!("{base}/{db}");
+    let node = |name: &str| stadion_control::NodeConfig {
+        data_dir: Some(dir.path().to_owned()),
+        ..stadion_control::NodeConfig::named(name)
+    };
+    let rt = runtime();
+    let (answered, others) = rt.block_on(async {
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let control = ControlPlane::open_node(&url, node("venue-1"))
+            .await
+            .unwrap();
+        let other = ControlPlane::open_node(&url, node("venue-2"))
+            .await
+            .unwrap();
+        seed(&control).await;
+        // The other node answers from its index once it heard of the seed.
+        let mut others = 1;
+        while other
+            .decide("other", &request("10.0.0.1"))
+            .await
+            .unwrap()
+            .is_err()
+        {
+            assert!(others < 300, "the other node never heard of the licence");
+            others += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        other.flush_decisions().await.unwrap();
+        // The store starts refusing audit entries.
+        for sql in [
+            "CREATE FUNCTION fail_audit() RETURNS trigger LANGUAGE plpgsql \
+             AS 'BEGIN RAISE EXCEPTION ''injected failure''; END'",
+            "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION fail_audit()",
+        ] {
+            sqlx::query(sql)
+                .execute(control.store().pool())
+                .await
+                .unwrap();
+        }
+        let mut answered = 0;
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match control.decide("test", &request("10.0.0.9")).await {
+                    Err(StoreError::Spool(_)) => return,
+                    Ok(_) => answered += 1,
+                    Err(e) => panic!("unexpected error {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("decisions are refused while the log cannot commit");
+        // The process dies here.
+        (answered, others)
+    });
+    drop(rt);
+    assert!(answered > 0);
+    runtime().block_on(async {
+        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("DROP TRIGGER fail_audit ON audit_log")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let control = ControlPlane::open_node(&url, node("venue-1"))
+            .await
+            .unwrap();
+        let log = decided(&control).await;
+        assert_eq!(log.len(), answered + others, "{log:?}");
+        assert_eq!(
+            log.iter().filter(|e| e.contains("10.0.0.9")).count(),
+            answered
+        );
+        control.shutdown().await;
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    });
+}

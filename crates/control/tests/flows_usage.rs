@@ -753,19 +753,11 @@ fn licence_events_for_the_data_plane(s: &Server) {
         ),
         200,
     );
-    let event =
-        s.rt.block_on(async { tokio::time::timeout(Duration::from_secs(1), events.recv()).await });
-    match event {
-        Ok(Ok(ControlEvent::LicenceChanged {
-            licence_id,
-            new_state,
-            ..
-        })) => {
-            assert_eq!(licence_id.to_string(), stays_id);
-            assert_eq!(new_state, stadion_control::model::LicenceState::Revoked);
-        }
-        other => panic!("expected the revocation within 1 s, got {other:?}"),
-    }
+    s.expect_licence_change(
+        &mut events,
+        &stays_id,
+        stadion_control::model::LicenceState::Revoked,
+    );
 }
 
 on_both_stores!(

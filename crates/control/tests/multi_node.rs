@@ -311,3 +311,228 @@ fn a_lost_nodes_sessions_stop_counting_and_are_closed() {
         drop_database(&db, c).await;
     });
 }
+
+/// The backend of node B's `LISTEN` connection, once it listens.
+async fn listener_pid(c: &mut sqlx::PgConnection, db: &str) -> Option<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN %'",
+    )
+    .bind(db)
+    .fetch_optional(c)
+    .await
+    .unwrap()
+}
+
+/// Waits up to 5 s for node B's `LISTEN` connection.
+async fn wait_for_listener(c: &mut sqlx::PgConnection, db: &str) -> i32 {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(pid) = listener_pid(c, db).await {
+            return pid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no LISTEN connection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn a_revocation_sent_while_the_listener_is_down_is_caught_up() {
+    let Some(admin_url) = common::postgres_url() else {
+        return;
+    };
+    runtime().block_on(async {
+        let (url, db, mut c) = create_database(&admin_url).await;
+        let b = ControlPlane::open_node(&url, NodeConfig::named("node-b"))
+            .await
+            .unwrap();
+        let licence = common::seed(&b).await;
+        // The other node is a bare store handle: it writes and notifies, and holds no LISTEN
+        // connection of its own, so the only one on the database is B's.
+        let other = stadion_control::Store::open(&url).await.unwrap();
+        other.ping().await.unwrap();
+        let mut on_b = b.subscribe();
+        let pid = wait_for_listener(&mut c, &db).await;
+
+        // B's LISTEN connection is cut and cannot come back: the database takes no new
+        // connections (the ones already in the pools stay).
+        sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let cut: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert!(cut);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(listener_pid(&mut c, &db).await, None);
+
+        // The revocation is made elsewhere while B listens to nothing: its notification is
+        // lost, yet B announces it from the change feed.
+        let started = std::time::Instant::now();
+        let revoked = other
+            .set_licence_state(
+                &Actor("other node".into()),
+                licence,
+                LicenceState::Revoked,
+                "test".into(),
+            )
+            .await
+            .unwrap()
+            .0;
+        let seen = next(&mut on_b, Duration::from_secs(3)).await;
+        let lag = started.elapsed();
+        assert_eq!(
+            seen,
+            Some(ControlEvent::LicenceChanged {
+                licence_id: licence,
+                rhb_org: revoked.org_id,
+                flow: revoked.flow_id,
+                new_state: LicenceState::Revoked,
+            })
+        );
+        assert_eq!(
+            listener_pid(&mut c, &db).await,
+            None,
+            "B heard of it without a LISTEN connection"
+        );
+        eprintln!(
+            "a revocation sent while B's listener was down reached B's subscriber after {lag:?}"
+        );
+        assert!(lag < Duration::from_millis(1500), "after {lag:?}");
+
+        // B's decisions refuse the licence; once connections are possible again B listens
+        // again (a new backend) and hears the next change, once.
+        sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let refused = b.decide("b", &common::request("10.0.0.1")).await.unwrap();
+        assert_eq!(refused.unwrap_err().reason, Refusal::Revoked);
+        assert_ne!(wait_for_listener(&mut c, &db).await, pid);
+        let user = other
+            .create_user(&Actor("other node".into()), revoked.org_id, "ana", None)
+            .await
+            .unwrap();
+        let token = other
+            .create_token(
+                &Actor("other node".into()),
+                "tok".into(),
+                user.id,
+                Role::RhbViewer,
+                "t".into(),
+                "hash".into(),
+            )
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        other
+            .revoke_token(&Actor("other node".into()), &token.id)
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut on_b, Duration::from_secs(1)).await,
+            Some(ControlEvent::TokenRevoked { token_id: token.id })
+        );
+        eprintln!(
+            "after reconnecting, B heard a change after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(on_b.try_recv().ok(), None, "each change once");
+
+        other.close().await;
+        b.store().close().await;
+        drop_database(&db, c).await;
+    });
+}
+
+/// Decides on `node` until `done` holds for the answer; the time it took (at most 3 s).
+async fn decide_until(
+    node: &ControlPlane,
+    done: impl Fn(&stadion_control::Decision) -> bool,
+) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let d = node
+            .decide("test", &common::request("10.0.0.1"))
+            .await
+            .unwrap();
+        if done(&d) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "still {d:?} after 3 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn nodes_with_a_spool_answer_from_their_index_and_see_each_others_changes() {
+    let Some(admin_url) = common::postgres_url() else {
+        return;
+    };
+    runtime().block_on(async {
+        let (url, db, c) = create_database(&admin_url).await;
+        let dir = tempfile::tempdir().unwrap();
+        let node = |name: &str| NodeConfig {
+            data_dir: Some(dir.path().to_owned()),
+            ..NodeConfig::named(name)
+        };
+        let a = ControlPlane::open_node(&url, node("node-a")).await.unwrap();
+        let b = ControlPlane::open_node(&url, node("node/b")).await.unwrap();
+        assert!(dir.path().join("decisions-node_b.spool").exists());
+        let licence = common::seed(&a).await;
+        let refused = |reason: Refusal| {
+            move |d: &stadion_control::Decision| d.as_ref().is_err_and(|e| e.reason == reason)
+        };
+        let lag = decide_until(&b, Result::is_ok).await;
+        eprintln!("a licence created on A granted on B after {lag:?}");
+        // B's index catches up with the seed; from now on B answers from it.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+
+        // A holds both receivers the licence admits: B refuses a third once it has re-read
+        // the other nodes' counts (twice a second).
+        a.record_usage(&[connected(licence), connected(licence)])
+            .await
+            .unwrap();
+        let lag = decide_until(&b, refused(Refusal::ConcurrencyExceeded)).await;
+        eprintln!("A's receivers counted on B after {lag:?}");
+        assert!(lag < Duration::from_secs(1), "after {lag:?}");
+
+        // A revocation on A: B refuses as soon as it hears of it.
+        a.set_licence_state(
+            &Actor("test".into()),
+            licence,
+            LicenceState::Revoked,
+            "test".into(),
+        )
+        .await
+        .unwrap();
+        let lag = decide_until(&b, refused(Refusal::Revoked)).await;
+        eprintln!("a revocation on A refused on B after {lag:?}");
+        assert!(lag < Duration::from_secs(1), "after {lag:?}");
+
+        // Every answer B gave is in the shared audit log once its spool is committed.
+        b.flush_decisions().await.unwrap();
+        let filter = stadion_control::store::AuditFilter {
+            action: Some("access.decide".into()),
+            limit: 10_000,
+            ..Default::default()
+        };
+        let log = a.store().audit(&filter).await.unwrap();
+        assert!(
+            log.iter()
+                .any(|e| e.reason.starts_with("concurrency_exceeded"))
+        );
+        assert!(log.iter().any(|e| e.reason.starts_with("revoked")));
+        a.store().close().await;
+        b.shutdown().await;
+        drop_database(&db, c).await;
+    });
+}

@@ -105,6 +105,25 @@ pub struct OrgFlowFilter {
     flow: Option<String>,
 }
 
+impl OrgFlowFilter {
+    /// The client, and the query string of the filter (organisation and flow resolved to
+    /// ids) followed by the `extra` parameters that are set.
+    fn query(self, extra: &[(&str, Option<String>)]) -> anyhow::Result<(Client, String)> {
+        let c = Client::new(self.client)?;
+        let org = self
+            .org
+            .map(|o| c.resolve("/api/v1/orgs", "organisation", &o))
+            .transpose()?;
+        let flow = self
+            .flow
+            .map(|f| c.resolve("/api/v1/flows", "flow", &f))
+            .transpose()?;
+        let mut pairs = vec![("org_id", org), ("flow_id", flow)];
+        pairs.extend_from_slice(extra);
+        Ok((c, query_string(&pairs)))
+    }
+}
+
 // ---- serve --------------------------------------------------------------------------------
 
 #[derive(Debug, Args)]
@@ -235,7 +254,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn open_control_plane(config: &ServeConfig) -> anyhow::Result<ControlPlane> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let control = ControlPlane::open_node(&config.store, NodeConfig::named(&config.node))
+    // The data directory holds the node's decision spool on a PostgreSQL store.
+    let node = NodeConfig {
+        data_dir: Some(config.data_dir.clone()),
+        ..NodeConfig::named(&config.node)
+    };
+    let control = ControlPlane::open_node(&config.store, node)
         .await
         .with_context(|| format!("opening the store {}", redact_url(&config.store)))?;
     let preset = std::env::var("STADION_ADMIN_TOKEN")
@@ -323,7 +347,7 @@ pub struct ClientArgs {
     json: bool,
 }
 
-struct Client {
+pub(crate) struct Client {
     agent: ureq::Agent,
     base: String,
     token: String,
@@ -331,7 +355,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(args: ClientArgs) -> anyhow::Result<Client> {
+    pub(crate) fn new(args: ClientArgs) -> anyhow::Result<Client> {
         let token = args
             .token
             .context("no API token: set STADION_TOKEN or pass --token")?;
@@ -393,7 +417,7 @@ impl Client {
         Ok(value)
     }
 
-    fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.call("GET", path, None)
     }
 
@@ -416,21 +440,6 @@ impl Client {
     }
 
     /// Prints `value` as JSON, or its rows as a table with the given (header, field) columns.
-    /// Ids of an optional organisation and flow filter, each given by name or id.
-    fn resolve_org_and_flow(
-        &self,
-        org: Option<String>,
-        flow: Option<String>,
-    ) -> anyhow::Result<(Option<String>, Option<String>)> {
-        let org = org
-            .map(|o| self.resolve("/api/v1/orgs", "organisation", &o))
-            .transpose()?;
-        let flow = flow
-            .map(|f| self.resolve("/api/v1/flows", "flow", &f))
-            .transpose()?;
-        Ok((org, flow))
-    }
-
     fn show(&self, value: &Value, columns: &[(&str, &str)]) {
         if self.json {
             println!(
@@ -1002,14 +1011,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             since,
             until,
         } => {
-            let c = Client::new(filter.client)?;
-            let (org, flow) = c.resolve_org_and_flow(filter.org, filter.flow)?;
-            let q = query_string(&[
-                ("org_id", org),
-                ("flow_id", flow),
-                ("since", since),
-                ("until", until),
-            ]);
+            let (c, q) = filter.query(&[("since", since), ("until", until)])?;
             c.show(&c.get(&format!("/api/v1/usage{q}"))?, USAGE_COLUMNS);
             Ok(())
         }
@@ -1018,14 +1020,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             open,
             limit,
         } => {
-            let c = Client::new(filter.client)?;
-            let (org, flow) = c.resolve_org_and_flow(filter.org, filter.flow)?;
-            let q = query_string(&[
-                ("org_id", org),
-                ("flow_id", flow),
+            let (c, q) = filter.query(&[
                 ("open", open.then(|| "true".to_owned())),
                 ("limit", Some(limit.to_string())),
-            ]);
+            ])?;
             c.show(&c.get(&format!("/api/v1/sessions{q}"))?, SESSION_COLUMNS);
             Ok(())
         }

@@ -11,7 +11,7 @@ use super::{
     Actor, Arg, Conditions, LICENCE_COLUMNS, NewAudit, Scope, Store, StoreError, licence_from_row,
     micros, now_micros, parse_enum, time, uuid,
 };
-use crate::model::{Flow, LicenceState, Passphrase};
+use crate::model::{ControlEvent, Flow, LicenceState, Passphrase};
 use crate::transport::{
     FailoverSettings, FieldError, FlowSetup, MergeSettings, PushOutput, PushTarget, Redundancy,
     Source, Transport, check_name,
@@ -314,6 +314,11 @@ fn transport_summary(t: &Transport) -> String {
     )
 }
 
+/// The event of a change to flow `id`, its transport or its push outputs.
+fn flow_changed(id: &Uuid) -> ControlEvent {
+    ControlEvent::FlowChanged { flow_id: *id }
+}
+
 fn flow_audit(actor: &Actor, action: &'static str, flow_id: Uuid, reason: String) -> NewAudit {
     let mut a = NewAudit::change(actor, action, format!("flow/{flow_id}"), reason);
     a.flow_id = Some(flow_id);
@@ -324,7 +329,7 @@ impl Store {
     /// Creates a flow with its transport (none configured when `flow.transport` is `None`).
     pub async fn create_flow(&self, actor: &Actor, flow: Flow) -> Result<Flow, StoreError> {
         let actor = actor.clone();
-        self.write("name", move |c| {
+        self.write("name", Some(|f: &Flow| flow_changed(&f.id)), move |c| {
             Box::pin(async move {
                 let mut flow = flow;
                 sqlx::query(
@@ -396,7 +401,7 @@ impl Store {
         update: FlowUpdate,
     ) -> Result<Flow, StoreError> {
         let actor = actor.clone();
-        self.write("id", move |c| {
+        self.write("id", Some(flow_changed), move |c| {
             Box::pin(async move {
                 let done = sqlx::query(
                     "UPDATE flows SET description = $1, venue = $2, event_code = $3 WHERE id = $4",
@@ -411,7 +416,7 @@ impl Store {
                     return Err(StoreError::NotFound("flow"));
                 }
                 let reason = format!("venue {:?}, event {:?}", update.venue, update.event_code);
-                Ok(((), vec![flow_audit(&actor, "flow.update", id, reason)]))
+                Ok((id, vec![flow_audit(&actor, "flow.update", id, reason)]))
             })
         })
         .await?;
@@ -426,7 +431,7 @@ impl Store {
         transport: Transport,
     ) -> Result<Flow, StoreError> {
         let actor = actor.clone();
-        self.write("sources", move |c| {
+        self.write("sources", Some(flow_changed), move |c| {
             Box::pin(async move {
                 let exists = sqlx::query("SELECT id FROM flows WHERE id = $1")
                     .bind(id.to_string())
@@ -437,7 +442,7 @@ impl Store {
                 }
                 write_transport(c, id, &transport).await?;
                 Ok((
-                    (),
+                    id,
                     vec![flow_audit(
                         &actor,
                         "flow.transport",
@@ -457,7 +462,7 @@ impl Store {
         let flow = self.get_flow(id).await?;
         let actor = actor.clone();
         let name = flow.name.clone();
-        self.write("id", move |c| {
+        self.write("id", Some(flow_changed), move |c| {
             Box::pin(async move {
                 let licences: i64 = sqlx::query("SELECT COUNT(*) FROM licences WHERE flow_id = $1")
                     .bind(id.to_string())
@@ -475,7 +480,7 @@ impl Store {
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound("flow"));
                 }
-                Ok(((), vec![flow_audit(&actor, "flow.delete", id, name)]))
+                Ok((id, vec![flow_audit(&actor, "flow.delete", id, name)]))
             })
         })
         .await?;
@@ -494,7 +499,7 @@ impl Store {
         check_name("name", &new.name)?;
         new.target.validate("")?;
         let actor = actor.clone();
-        self.write("name", move |c| {
+        self.write("name", Some(|o: &PushOutput| flow_changed(&o.flow_id)), move |c| {
             Box::pin(async move {
                 let row = sqlx::query(&format!("SELECT {LICENCE_COLUMNS} FROM licences l WHERE l.id = $1"))
                     .bind(new.licence_id.to_string())
@@ -606,7 +611,7 @@ impl Store {
         let out = self.get_output(id, Scope::All).await?;
         let actor = actor.clone();
         let o = out.clone();
-        self.write("id", move |c| {
+        self.write("id", Some(flow_changed), move |c| {
             Box::pin(async move {
                 let done = sqlx::query("DELETE FROM push_outputs WHERE id = $1")
                     .bind(id.to_string())
@@ -624,7 +629,7 @@ impl Store {
                 a.org_id = Some(o.org_id);
                 a.flow_id = Some(o.flow_id);
                 a.licence_id = Some(o.licence_id);
-                Ok(((), vec![a]))
+                Ok((o.flow_id, vec![a]))
             })
         })
         .await?;

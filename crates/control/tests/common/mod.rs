@@ -6,9 +6,9 @@
 use chrono::TimeZone;
 use serde_json::{Value, json};
 use sqlx::Connection;
-use stadion_control::ControlPlane;
-use stadion_control::model::{Flow, OrgKind, Passphrase};
+use stadion_control::model::{Flow, LicenceState, OrgKind, Passphrase};
 use stadion_control::store::{Actor, NewLicence};
+use stadion_control::{ControlPlane, NodeConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -72,7 +72,14 @@ pub fn server(backend: Backend) -> Option<Server> {
         }
     };
     let (control, admin, base) = rt.block_on(async {
-        let control = ControlPlane::open(&url).await.expect("open store");
+        // With a data directory: the fast decision path on PostgreSQL too, as `stadion serve`.
+        let node = NodeConfig {
+            data_dir: Some(dir.path().to_owned()),
+            ..NodeConfig::from_host()
+        };
+        let control = ControlPlane::open_node(&url, node)
+            .await
+            .expect("open store");
         let admin = control
             .bootstrap("host", None)
             .await
@@ -259,6 +266,32 @@ impl Server {
             body[k] = v.clone();
         }
         self.post("/api/v1/licences", &self.admin, body)
+    }
+
+    /// Waits up to 1 s for the next event of `events` and checks that it says licence
+    /// `licence_id` moved to `state`.
+    pub fn expect_licence_change(
+        &self,
+        events: &mut tokio::sync::broadcast::Receiver<stadion_control::ControlEvent>,
+        licence_id: &str,
+        state: LicenceState,
+    ) {
+        let event = self.rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(1), events.recv()).await
+        });
+        match event {
+            Ok(Ok(stadion_control::ControlEvent::LicenceChanged {
+                licence_id: id,
+                new_state,
+                ..
+            })) => {
+                assert_eq!(id.to_string(), licence_id);
+                assert_eq!(new_state, state);
+            }
+            other => {
+                panic!("expected licence {licence_id} to become {state} within 1 s, got {other:?}")
+            }
+        }
     }
 
     pub fn decide(
