@@ -963,7 +963,7 @@ impl<C: Core> Driver<C> {
                         }
                     }
                 }
-                behind = self.hand_over(std::time::Duration::from_secs(3600));
+                behind = self.hand_over(self.config.tick / 2);
                 let now = Instant::now();
                 if self.core.next_timeout().is_some_and(|t| t <= now) {
                     self.core.timeout(now);
@@ -1153,11 +1153,7 @@ impl<C: Core> Driver<C> {
                     break out_of_time;
                 }
                 if out_of_time {
-                    self.partial = Some(Partial {
-                        outbox,
-                        item,
-                        next,
-                    });
+                    self.partial = Some(Partial { outbox, item, next });
                     return true;
                 }
             };
@@ -1396,7 +1392,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(800)).await;
         for (i, (count, before)) in received.iter().zip(before).enumerate() {
             let now = count.load(Ordering::Relaxed);
-            assert!(now > before, "receiver {i} got nothing more ({before} then {now})");
+            assert!(
+                now > before,
+                "receiver {i} got nothing more ({before} then {now})"
+            );
         }
         let listener = feed.await.unwrap();
         let mut dropped = 0;
@@ -1407,7 +1406,10 @@ mod tests {
         for (i, task) in closed.iter().enumerate() {
             assert!(!task.is_finished(), "receiver {i} closed");
         }
-        assert!(dropped > 0, "an overloaded fan-out drops payloads, and counts them");
+        assert!(
+            dropped > 0,
+            "an overloaded fan-out drops payloads, and counts them"
+        );
         drop((accepted, listener));
         for task in closed {
             assert_eq!(task.await.unwrap(), Some(CloseReason::PeerShutdown));
