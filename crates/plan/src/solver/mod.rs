@@ -614,11 +614,25 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
     // Route minimisation needs every route to be a vehicle of its own.
     let route_min =
         config.objective == Objective::Hierarchical && data.vehicles.iter().all(|v| v.trips == 1);
+    // Takes routes out of the best solution while the route minimisation's share of the
+    // budget lasts; true if any.
+    let minimise_routes = |search: &mut Search, iteration: u64| {
+        let until = (Instant::now() + config.time_limit.mul_f64(ROUTE_MIN_SHARE))
+            .min(search_deadline(search));
+        let mut fewer = false;
+        while search.remove_route(until) {
+            fewer = true;
+            report(search, iteration);
+        }
+        fewer
+    };
+    let mut route_min_pending = route_min;
     let mut iteration = 0u64;
     let mut last_improvement = 0u64;
     'outer: loop {
-        // (Re)start: a population of randomised cheapest-insertion solutions.
-        for _ in 0..MIN_POP {
+        // (Re)start: a population of randomised cheapest-insertion solutions, or, once
+        // the route minimisation has taken routes out, of starts at its count.
+        while search.feasible.members.len() + search.infeasible.members.len() < MIN_POP {
             if out_of_time(&search, iteration) {
                 break 'outer;
             }
@@ -631,35 +645,33 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
             {
                 break;
             }
+            // The route minimisation starts from the first feasible solution.
+            if route_min_pending && search.best.is_some() {
+                route_min_pending = false;
+                minimise_routes(&mut search, iteration);
+                continue;
+            }
             search.ls.deadline = Some(search_deadline(&search));
-            let ind = search.educate(&empty);
+            let start = if search.ls.max_routes < usize::MAX {
+                search.reduced_start()
+            } else {
+                empty.clone()
+            };
+            let ind = search.educate(&start);
             if search.insert(ind) {
                 report(&search, iteration);
             }
             search.adapt_penalties();
         }
-        if route_min && iteration == 0 {
-            let until = (Instant::now() + config.time_limit.mul_f64(ROUTE_MIN_SHARE))
-                .min(search_deadline(&search));
-            let mut fewer = false;
-            while search.remove_route(until) {
-                fewer = true;
-                report(&search, iteration);
-            }
-            while fewer
-                && search.feasible.members.len() + search.infeasible.members.len() < MIN_POP
-                && !out_of_time(&search, iteration)
-            {
-                search.ls.deadline = Some(search_deadline(&search));
-                let routes = search.reduced_start();
-                let ind = search.educate(&routes);
-                if search.insert(ind) {
-                    report(&search, iteration);
-                }
-                search.adapt_penalties();
-            }
-        }
         while !out_of_time(&search, iteration) && !reached_target(&search) {
+            if route_min_pending && search.best.is_some() {
+                // The first feasible solution came after the initial population: after a
+                // route fewer, the population is rebuilt at the new count.
+                route_min_pending = false;
+                if minimise_routes(&mut search, iteration) {
+                    continue 'outer;
+                }
+            }
             iteration += 1;
             search.ls.deadline = Some(search_deadline(&search));
             let routes = match (&search.best, config.objective) {

@@ -2,7 +2,7 @@
 //! minimization heuristic for the vehicle routing problem with time windows"; Nagata and
 //! Kobayashi 2010 for pickup and delivery). One route of a feasible solution is taken out and
 //! its requests go back one at a time. A request that fits nowhere goes in anyway, ejecting up
-//! to [`MAX_EJECT`] requests from the route it enters, those that have failed to fit least
+//! to two requests from the route it enters, those that have failed to fit least
 //! often (so that the hard requests end up placed first), and random feasible relocations then
 //! shake the solution. Every intermediate solution is feasible: the search only succeeds or
 //! runs out of steps.
@@ -12,8 +12,6 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use std::time::Instant;
 
-/// Most requests one insertion may eject.
-const MAX_EJECT: usize = 2;
 /// Random feasible relocations after each ejection.
 const PERTURB: usize = 50;
 
@@ -133,11 +131,6 @@ impl<'d, 'a> RouteMin<'d, 'a> {
             .collect()
     }
 
-    /// Whether node `x` belongs to the request whose first node is `unit`.
-    fn is_unit(&self, x: usize, unit: usize) -> bool {
-        x == unit || self.data.nodes[unit].partner == Some(x)
-    }
-
     fn rebuild(&mut self, r: usize) {
         let (mut f, mut b) = (
             std::mem::take(&mut self.fwd[r]),
@@ -237,29 +230,54 @@ impl<'d, 'a> RouteMin<'d, 'a> {
 
     /// Loads route `r` without the requests `without` into the scratch segments; false if
     /// what is left breaks a constraint (possible where travel times break the triangle
-    /// inequality).
+    /// inequality). Segments before the first and after the last node taken out are the
+    /// route's own.
     fn load_scratch(&mut self, r: usize, without: &[usize]) -> bool {
+        let d = self.data;
+        let route = &self.routes[r];
+        let gone = |x: usize| {
+            without
+                .iter()
+                .any(|&e| x == e || d.nodes[e].partner == Some(x))
+        };
         let mut nodes = std::mem::take(&mut self.scratch_nodes);
         nodes.clear();
-        nodes.extend(
-            self.routes[r]
-                .iter()
-                .copied()
-                .filter(|&x| !without.iter().any(|&e| self.is_unit(x, e))),
-        );
-        let (mut f, mut b) = (
-            std::mem::take(&mut self.scratch_fwd),
-            std::mem::take(&mut self.scratch_bwd),
-        );
-        prefix_suffix(self.data, r, &nodes, &mut f, &mut b);
-        let whole = f[nodes.len() + 1];
+        nodes.extend(route.iter().copied().filter(|&x| !gone(x)));
+        // 1-based positions of the first and last node taken out.
+        let first = 1 + route
+            .iter()
+            .position(|&x| gone(x))
+            .expect("a node taken out");
+        let last = 1 + route
+            .iter()
+            .rposition(|&x| gone(x))
+            .expect("a node taken out");
+        let out = route.len() - nodes.len();
+        let (k, f, b) = (nodes.len(), &mut self.scratch_fwd, &mut self.scratch_bwd);
+        f.clear();
+        f.extend_from_slice(&self.fwd[r][..first]);
+        for i in first..=k {
+            let s = d.concat(&f[i - 1], &d.node_seg(nodes[i - 1]));
+            f.push(s);
+        }
+        f.push(d.concat(&f[k], &d.end_seg(r)));
+        b.clear();
+        b.resize(k + 2, d.end_seg(r));
+        b[last + 1 - out..].copy_from_slice(&self.bwd[r][last + 1..]);
+        for i in (0..=last - out).rev() {
+            let here = if i == 0 {
+                d.start_seg(r)
+            } else {
+                d.node_seg(nodes[i - 1])
+            };
+            b[i] = d.concat(&here, &b[i + 1]);
+        }
+        let whole = f[k + 1];
         self.scratch_nodes = nodes;
-        self.scratch_fwd = f;
-        self.scratch_bwd = b;
-        whole.warp <= 1e-9 && self.data.excess(r, &whole) == 0
+        whole.warp <= 1e-9 && d.excess(r, &whole) == 0
     }
 
-    /// The route and the set of at most [`MAX_EJECT`] requests to take out of it so that
+    /// The route and the set of at most two requests to take out of it so that
     /// `unit` fits, with the least sum of failure counts (routes tried in random order, the
     /// first found among equals).
     fn cheapest_ejection(
@@ -273,29 +291,28 @@ impl<'d, 'a> RouteMin<'d, 'a> {
         order.shuffle(rng);
         let mut best: Option<(u32, usize, Vec<usize>)> = None;
         let mut found = Vec::new();
+        let mut sets: Vec<(u32, [usize; 2], usize)> = Vec::new();
         for r in order {
             let units = self.units(r);
-            let mut sets: Vec<(u32, Vec<usize>)> = Vec::new();
+            sets.clear();
             for (a, &x) in units.iter().enumerate() {
-                sets.push((self.fails[x], vec![x]));
-                if MAX_EJECT >= 2 {
-                    for &y in &units[a + 1..] {
-                        sets.push((self.fails[x] + self.fails[y], vec![x, y]));
-                    }
+                sets.push((self.fails[x], [x, x], 1));
+                for &y in &units[a + 1..] {
+                    sets.push((self.fails[x] + self.fails[y], [x, y], 2));
                 }
             }
             sets.sort_by_key(|s| s.0);
-            for (sum, set) in sets {
+            for &(sum, set, len) in &sets {
                 if best.as_ref().is_some_and(|b| sum >= b.0) {
                     break;
                 }
-                if !self.load_scratch(r, &set) {
+                if !self.load_scratch(r, &set[..len]) {
                     continue;
                 }
                 found.clear();
                 self.places(r, true, unit, true, &mut found);
                 if !found.is_empty() {
-                    best = Some((sum, r, set));
+                    best = Some((sum, r, set[..len].to_vec()));
                     break;
                 }
             }
