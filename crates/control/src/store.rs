@@ -1444,3 +1444,70 @@ fn networks_text(nets: &[IpNet]) -> String {
 pub(crate) fn now_micros() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The feed holds the events of changes, numbered in commit order, with the writer's
+    /// origin; a write that changed nothing puts nothing on it, nor do changes without an
+    /// event.
+    #[tokio::test]
+    async fn the_change_feed_holds_each_changes_event_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let (store, other) = (
+            Store::open(&url).await.unwrap(),
+            Store::open(&url).await.unwrap(),
+        );
+        let (mut events, mut on_other) = (store.subscribe(), other.subscribe());
+        let actor = Actor("test".into());
+        let org = store
+            .create_org(&actor, "rhb", OrgKind::RightsHolder)
+            .await
+            .unwrap();
+        let user = store
+            .create_user(&actor, org.id, "ana", None)
+            .await
+            .unwrap();
+        let token = store
+            .create_token(
+                &actor,
+                "t1".into(),
+                user.id,
+                Role::RhbViewer,
+                String::new(),
+                "h".into(),
+            )
+            .await
+            .unwrap();
+        other.revoke_token(&actor, &token.id).await.unwrap();
+        // Already revoked: nothing changes, nothing is announced.
+        other.revoke_token(&actor, &token.id).await.unwrap();
+        let feed = store.changes_after(0, 100).await.unwrap();
+        assert_eq!(feed.len(), 1, "{feed:?}");
+        assert_eq!(feed[0].origin, other.origin());
+        assert_eq!(
+            feed[0].event.as_ref().unwrap(),
+            &ControlEvent::TokenRevoked {
+                token_id: token.id.clone()
+            }
+        );
+        assert_eq!(store.last_change().await.unwrap(), feed[0].seq);
+        assert!(
+            store
+                .changes_after(feed[0].seq, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // The writer's subscribers hear of it once, when it commits; another handle's only
+        // through a follower of the feed (see `ControlPlane`).
+        assert_eq!(
+            on_other.try_recv().ok(),
+            Some(ControlEvent::TokenRevoked { token_id: token.id })
+        );
+        assert!(on_other.try_recv().is_err());
+        assert!(events.try_recv().is_err());
+    }
+}
