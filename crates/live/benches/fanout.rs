@@ -11,7 +11,8 @@
 //!
 //! Knobs: `STADION_BENCH_RECEIVERS` (50; 0 skips the side-by-side run), `STADION_BENCH_MBPS`
 //! (20), `STADION_BENCH_SECS` (10), `STADION_BENCH_CAPACITY` (receivers per capacity step,
-//! comma-separated; empty skips them), `STADION_BENCH_CAPACITY_SECS` (5), `STADION_BENCH_TRACE`
+//! comma-separated; empty skips them), `STADION_BENCH_CAPACITY_SECS` (5),
+//! `STADION_BENCH_CONNECTING` (handshakes at once, 16), `STADION_BENCH_TRACE`
 //! (set: connected receivers, deliveries and CPU each second on stderr).
 //!
 //! The node runs in a child process of its own (this binary with `--node-child`), with the
@@ -318,9 +319,11 @@ impl Tally {
     }
 }
 
-/// Handshakes the bench runs at once: all receivers of a step calling in the same
-/// millisecond is a test of the accept path, not a steady-state measurement.
-const CONNECTING: usize = 16;
+/// Handshakes the bench runs at once (`STADION_BENCH_CONNECTING`, 16): all receivers of a
+/// step calling in the same millisecond tests the accept path, not the steady state.
+fn connecting() -> usize {
+    env_or("STADION_BENCH_CONNECTING", 16).max(1) as usize
+}
 
 async fn receive(
     addr: SocketAddr,
@@ -425,7 +428,7 @@ async fn measure(
     let epoch = Instant::now();
     let n = srt.len();
     let tally = Arc::new(Tally::default());
-    let connecting = Arc::new(Semaphore::new(CONNECTING));
+    let connecting = Arc::new(Semaphore::new(connecting()));
     let (stop_receivers, stopped) = watch::channel(false);
     let seen: Vec<Arc<Mutex<Seen>>> = (0..n).map(|_| Arc::default()).collect();
     let tasks: Vec<_> = srt
