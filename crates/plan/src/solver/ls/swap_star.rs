@@ -92,8 +92,9 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
         for ru in 0..n {
             let tested = self.swap_tested[ru];
             self.swap_tested[ru] = self.step;
-            for rv in 0..n {
-                if rv == ru || self.routes[ru].modified.max(self.routes[rv].modified) <= tested {
+            // Each pair of routes once (the exchange is symmetric), as in HGS-CVRP.
+            for rv in ru + 1..n {
+                if self.routes[ru].modified.max(self.routes[rv].modified) <= tested {
                     continue;
                 }
                 let (Some(a), Some(b)) = (sectors[ru], sectors[rv]) else {
@@ -131,8 +132,19 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
         let k = route.len();
         let now = self.timed_cost(r, &route.fwd[k + 1]);
         let sx = self.data.node_seg(x);
+        let at = self.data.nodes[x].loc;
+        let rate = self.data.vehicles[route.vehicle].per_distance;
         let mut best = [(f64::INFINITY, usize::MAX); 3];
         for p in 0..=k {
+            // Where cost is travel plus warp, the detour alone bounds the increase (warp
+            // does not shrink when a stop is added): most places need no segment.
+            if self.prunable {
+                let (a, b) = (route.locs[p], route.locs[p + 1]);
+                let detour = rate * (self.d(a, at) + self.d(at, b) - self.d(a, b));
+                if detour >= best[2].0 {
+                    continue;
+                }
+            }
             let c = self.timed(r, &[route.fwd[p], sx, route.bwd[p + 1]]) - now;
             if c < best[2].0 {
                 best[2] = (c, p);
