@@ -1032,22 +1032,24 @@ impl Connection {
 
     /// Tail loss: a lost last packet leaves no later packet to reveal the gap, so the receiver
     /// never NAKs it. Once nothing new has been sent for about one RTO and packets are still
-    /// unacknowledged, send them again (live streams rarely pause, so this is seldom needed).
+    /// unacknowledged, send the newest of them again, once per RTO: it reveals every lost
+    /// packet before it, which the receiver then NAKs. Resending all of them instead flooded
+    /// receivers whenever a sender shed payloads under overload (nothing new for an RTO while
+    /// ACKs ran late) with copies of packets that were never lost.
     fn retransmit_stalled_tail(&mut self, now: Instant) {
         let rto = self.stats.rtt + 4 * self.stats.rtt_var + SYN;
         let Some(newest) = self.snd_buf.back() else {
             return;
         };
-        if now.saturating_duration_since(newest.origin) < rto {
+        if now.saturating_duration_since(newest.origin) < rto
+            || now.saturating_duration_since(newest.last_tx) < rto
+        {
             return;
         }
-        for i in 0..self.snd_buf.len() {
-            if now.saturating_duration_since(self.snd_buf[i].last_tx) >= rto {
-                self.snd_buf[i].last_tx = now;
-                self.transmit_data(i, true);
-                self.stats.packets_retransmitted += 1;
-            }
-        }
+        let last = self.snd_buf.len() - 1;
+        self.snd_buf[last].last_tx = now;
+        self.transmit_data(last, true);
+        self.stats.packets_retransmitted += 1;
     }
 
     // ---------------------------------------------------------------- receiver

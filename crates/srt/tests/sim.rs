@@ -452,6 +452,57 @@ fn a_repair_asked_for_near_the_deadline_goes_out_twice() {
 }
 
 #[test]
+fn a_lost_tail_is_revealed_by_one_probe() {
+    let link = Link {
+        delay: Duration::from_millis(20),
+        ..Link::clean()
+    };
+    let mut sim = Sim::new(5, link, 0.0, ConnectionConfig::default(), None);
+    // The stream's last three payloads are lost on their first transmission: no later packet
+    // reveals them, and the stream then pauses.
+    let mut first_seq = None;
+    sim.lose = Some(Box::new(move |_, to_listener, d| {
+        if !to_listener || d[0] & 0x80 != 0 || d[4] & 0x04 != 0 {
+            return false;
+        }
+        let seq = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+        seq.wrapping_sub(*first_seq.get_or_insert(seq)) >= 297
+    }));
+    stream(&mut sim, 300);
+    assert_all_in_order(&sim, 300);
+}
+
+#[test]
+fn a_sender_whose_acks_stop_probes_instead_of_resending_everything() {
+    let link = Link {
+        delay: Duration::from_millis(20),
+        ..Link::clean()
+    };
+    let mut sim = Sim::new(6, link, 0.0, ConnectionConfig::default(), None);
+    // Every ACK is lost from the stream's last packet on for 400 ms, while the sender has
+    // nothing new to send (as when a node sheds payloads under overload): about 120 packets
+    // stay unacknowledged, none of them lost.
+    let (mut data, mut acks_from) = (0u32, None);
+    sim.lose = Some(Box::new(move |t, to_listener, d| {
+        if to_listener {
+            data += u32::from(d[0] & 0x80 == 0 && d[4] & 0x04 == 0);
+            if data == 300 {
+                acks_from.get_or_insert(t);
+            }
+            return false;
+        }
+        let ack = u16::from_be_bytes([d[0], d[1]]) == 0x8002;
+        ack && acks_from.is_some_and(|from| t < from + Duration::from_millis(400))
+    }));
+    stream(&mut sim, 300);
+    assert_all_in_order(&sim, 300);
+    // One probe per retransmission timeout (about 60 ms here), not every unacknowledged
+    // packet each time.
+    let s = sim.caller.stats();
+    assert!(s.packets_retransmitted <= 10, "{s:?}");
+}
+
+#[test]
 fn latency_is_the_larger_of_both_sides() {
     let cfg = ConnectionConfig {
         latency: Duration::from_millis(300),
