@@ -37,8 +37,13 @@
 //!   [`SrtConnection::send`], per listener for [`SrtListener::send_many`]) of at most
 //!   [`ConnectionConfig::send_buffer_limit`](stadion_srt::ConnectionConfig::send_buffer_limit)
 //!   payloads; when one is full the oldest payload is dropped, as it is the first to become too
-//!   late. Each connection then keeps at most that many unacknowledged packets and drops
+//!   late. A payload that waited longer than its connection's latency is dropped before it is
+//!   encrypted. Each connection then keeps at most that many unacknowledged packets and drops
 //!   packets too late to play. All of these are counted in [`Stats::packets_send_dropped`].
+//! - **Overload**: a driver hands queued payloads to its connections for at most half a tick
+//!   at a time, then reads its socket, runs its timers and sends before it takes more, so a
+//!   listener given more fan-out than one core encrypts keeps every connection alive (ACKs
+//!   read, keepalives sent) and sheds the excess by the two rules above.
 //! - **Statistics**: [`SrtConnection::stats`] gives RTT, loss, retransmissions, bytes, buffer
 //!   occupancy and rates of one connection.
 //! - **Revocation**: [`SrtListener::close`] (or [`SrtConnection::close`], or dropping the
