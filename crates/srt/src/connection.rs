@@ -264,6 +264,13 @@ enum State {
     Closed,
 }
 
+/// A packet the receiver found missing.
+#[derive(Debug, Clone, Copy)]
+struct LossReport {
+    found: Instant,
+    last: Instant,
+}
+
 struct SndPkt {
     seq: SeqNo,
     msg_no: u32,
@@ -313,8 +320,8 @@ pub struct Connection {
     rcv_base: SeqNo,
     rcv_buf: VecDeque<Option<RcvPkt>>,
     /// Missing packets by absolute receive index (`rcv_epoch` is the index of `rcv_base`),
-    /// with the time they were last reported.
-    loss: BTreeMap<u64, Instant>,
+    /// with when they were found missing and last reported.
+    loss: BTreeMap<u64, LossReport>,
     rcv_epoch: u64,
     tsbpd_anchor: Option<(Instant, i64)>,
     last_ts: i64,
@@ -1078,7 +1085,13 @@ impl Connection {
             if offset > first_missing {
                 let base_idx = self.rcv_epoch + first_missing as u64;
                 for k in 0..(offset - first_missing) as u64 {
-                    self.loss.insert(base_idx + k, now);
+                    self.loss.insert(
+                        base_idx + k,
+                        LossReport {
+                            found: now,
+                            last: now,
+                        },
+                    );
                 }
                 self.stats.packets_lost += (offset - first_missing) as u64;
                 self.last_loss = Some(now);
@@ -1355,15 +1368,26 @@ impl Connection {
             }
         }
         // Periodic NAK: everything still missing that was not reported within the interval.
+        // A loss found more than half the latency ago is reported at half the RTT without the
+        // floor: its sender (libsrt's among them) ignores reports that come soon after its
+        // last repair, and with the floor a lost repair near the deadline left the first report
+        // it would honour up to 20 ms too late.
         let interval = self.nak_interval();
+        let urgent_after = self.stats.latency / 2;
+        let urgent_interval = (self.stats.rtt / 2).max(SYN).min(interval);
         let mut ranges: Vec<(SeqNo, SeqNo)> = Vec::new();
         let epoch = self.rcv_epoch;
-        for (&idx, last) in self.loss.iter_mut() {
+        for (&idx, report) in self.loss.iter_mut() {
+            let interval = if now.saturating_duration_since(report.found) >= urgent_after {
+                urgent_interval
+            } else {
+                interval
+            };
             // Due by the next tick counts as due now, so the cadence is not rounded up to SYN.
-            if now.saturating_duration_since(*last) + SYN / 2 < interval {
+            if now.saturating_duration_since(report.last) + SYN / 2 < interval {
                 continue;
             }
-            *last = now;
+            report.last = now;
             let seq = self.rcv_base.add_n((idx - epoch) as u32);
             match ranges.last_mut() {
                 Some((_, l)) if l.next() == seq => *l = seq,

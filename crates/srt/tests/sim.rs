@@ -503,6 +503,60 @@ fn a_sender_whose_acks_stop_probes_instead_of_resending_everything() {
 }
 
 #[test]
+fn a_loss_near_its_deadline_is_reported_more_often() {
+    let link = Link {
+        delay: Duration::from_millis(5),
+        ..Link::clean()
+    };
+    let mut sim = Sim::new(7, link, 0.0, ConnectionConfig::default(), None);
+    // Payload 100 and every repair of it are lost; the times of the loss reports naming it
+    // are kept. RTT 10 ms: young losses are reported every 20 ms (the floor), those found more
+    // than half the 120 ms latency ago every SYN (10 ms), so that a sender that ignores reports
+    // soon after its last repair (as libsrt's does) hears one soon after it would act again.
+    let reports = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = reports.clone();
+    let mut first_seq = None;
+    sim.lose = Some(Box::new(move |t, to_listener, d| {
+        let word = |i: usize| u32::from_be_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
+        if to_listener && d[0] & 0x80 == 0 {
+            let seq = word(0);
+            return seq == first_seq.get_or_insert(seq).wrapping_add(100);
+        }
+        if !to_listener && word(0) >> 16 == 0x8003 {
+            let target = first_seq.map(|s: u32| s.wrapping_add(100));
+            let mut i = 16;
+            while i + 4 <= d.len() {
+                let w = word(i);
+                let (lo, hi) = if w & 0x8000_0000 != 0 && i + 8 <= d.len() {
+                    i += 8;
+                    (w & 0x7FFF_FFFF, word(i - 4))
+                } else {
+                    i += 4;
+                    (w, w)
+                };
+                if target.is_some_and(|s| (lo..=hi).contains(&s)) {
+                    seen.borrow_mut().push(t);
+                }
+            }
+        }
+        false
+    }));
+    stream(&mut sim, 300);
+    let reports = reports.borrow();
+    let first = reports[0];
+    let late = |from: u64, to: u64| {
+        reports
+            .iter()
+            .filter(|&&t| {
+                t >= first + Duration::from_millis(from) && t < first + Duration::from_millis(to)
+            })
+            .count()
+    };
+    assert!(late(0, 55) <= 3, "reports at {reports:?}");
+    assert!(late(65, 105) >= 3, "reports at {reports:?}");
+}
+
+#[test]
 fn latency_is_the_larger_of_both_sides() {
     let cfg = ConnectionConfig {
         latency: Duration::from_millis(300),
