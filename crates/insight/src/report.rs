@@ -27,13 +27,7 @@ pub enum Report {
 }
 
 impl Report {
-    pub const ALL: [Report; 4] = [
-        Report::Delivery,
-        Report::Receivers,
-        Report::Decisions,
-        Report::Flows,
-    ];
-
+    /// The report as the command line and error messages name it.
     pub fn name(self) -> &'static str {
         match self {
             Report::Delivery => "delivery",
@@ -309,6 +303,10 @@ fn clock(t: i64, step: i64) -> String {
     DateTime::from_timestamp(t, 0).map_or_else(|| t.to_string(), |d| d.format(format).to_string())
 }
 
+fn hours(t: i64) -> f64 {
+    t as f64 / 3600.0
+}
+
 fn e2s(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
@@ -332,11 +330,12 @@ fn draw<DB: DrawingBackend>(chart: &Chart, root: DrawingArea<DB, Shift>) -> Resu
                 .margin(16)
                 .x_label_area_size(40)
                 .y_label_area_size(64)
-                .build_cartesian_2d(x0 as f64..x1 as f64, 0.0..top)
+                // In hours since the epoch, so the axis' round numbers are round times.
+                .build_cartesian_2d(hours(x0)..hours(x1), 0.0..top)
                 .map_err(e2s)?;
             c.configure_mesh()
                 .x_labels(8)
-                .x_label_formatter(&|x| clock(*x as i64, 60))
+                .x_label_formatter(&|x| clock((x * 3600.0).round() as i64, 60))
                 .x_desc("UTC")
                 .y_desc(*y_label)
                 .draw()
@@ -345,7 +344,7 @@ fn draw<DB: DrawingBackend>(chart: &Chart, root: DrawingArea<DB, Shift>) -> Resu
                 let colour = Palette99::pick(i).to_rgba();
                 let steps = points
                     .iter()
-                    .flat_map(|&(t, v)| [(t as f64, v), ((t + step) as f64, v)]);
+                    .flat_map(|&(t, v)| [(hours(t), v), (hours(t + step), v)]);
                 c.draw_series(LineSeries::new(steps, colour.stroke_width(2)))
                     .map_err(e2s)?
                     .label(name)
@@ -391,6 +390,8 @@ fn draw<DB: DrawingBackend>(chart: &Chart, root: DrawingArea<DB, Shift>) -> Resu
                 .y_desc(y_label.as_str())
                 .draw()
                 .map_err(e2s)?;
+            // Gaps between bars: 6 pixels, less when many bars share the width.
+            let gap = (900 / n.max(1) / 5).min(6) as u32;
             let mut base = vec![0.0; n];
             for (i, (name, values)) in series.iter().enumerate() {
                 let colour = if name == "allow" {
@@ -408,7 +409,7 @@ fn draw<DB: DrawingBackend>(chart: &Chart, root: DrawingArea<DB, Shift>) -> Resu
                             (SegmentValue::Exact(j + 1), below + v),
                         ];
                         let mut bar = Rectangle::new(corners, colour.filled());
-                        bar.set_margin(0, 0, 6, 6);
+                        bar.set_margin(0, 0, gap, gap);
                         bar
                     })
                     .collect();
