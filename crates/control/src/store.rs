@@ -426,6 +426,10 @@ pub(crate) async fn append_audit(
     Ok(())
 }
 
+/// What the body of a write transaction returns: its value and the audit entries to append.
+type WriteBody<'c, T> =
+    std::pin::Pin<Box<dyn Future<Output = Result<(T, Vec<NewAudit>), StoreError>> + Send + 'c>>;
+
 /// The database behind the control plane.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -675,11 +679,7 @@ impl Store {
         f: F,
     ) -> Result<T, StoreError>
     where
-        F: for<'c> FnOnce(
-            &'c mut AnyConnection,
-        ) -> std::pin::Pin<
-            Box<dyn Future<Output = Result<(T, Vec<NewAudit>), StoreError>> + Send + 'c>,
-        >,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> WriteBody<'c, T>,
         T: Send,
     {
         let (value, event) = self.transact(true, event, conflict_field, f).await?;
@@ -698,11 +698,7 @@ impl Store {
         f: F,
     ) -> Result<T, StoreError>
     where
-        F: for<'c> FnOnce(
-            &'c mut AnyConnection,
-        ) -> std::pin::Pin<
-            Box<dyn Future<Output = Result<(T, Vec<NewAudit>), StoreError>> + Send + 'c>,
-        >,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> WriteBody<'c, T>,
         T: Send,
     {
         Ok(self.transact(false, None, conflict_field, f).await?.0)
@@ -716,11 +712,7 @@ impl Store {
         f: F,
     ) -> Result<(T, Option<ControlEvent>), StoreError>
     where
-        F: for<'c> FnOnce(
-            &'c mut AnyConnection,
-        ) -> std::pin::Pin<
-            Box<dyn Future<Output = Result<(T, Vec<NewAudit>), StoreError>> + Send + 'c>,
-        >,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> WriteBody<'c, T>,
         T: Send,
     {
         let mut tx = self.begin().await.map_err(StoreError::db)?;
