@@ -645,12 +645,6 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
             {
                 break;
             }
-            // The route minimisation starts from the first feasible solution.
-            if route_min_pending && search.best.is_some() {
-                route_min_pending = false;
-                minimise_routes(&mut search, iteration);
-                continue;
-            }
             search.ls.deadline = Some(search_deadline(&search));
             let start = if search.ls.max_routes < usize::MAX {
                 search.reduced_start()
@@ -665,8 +659,9 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
         }
         while !out_of_time(&search, iteration) && !reached_target(&search) {
             if route_min_pending && search.best.is_some() {
-                // The first feasible solution came after the initial population: after a
-                // route fewer, the population is rebuilt at the new count.
+                // After the initial population (started from the first feasible solution,
+                // an easy reduction leaves a population of near copies and costs distance);
+                // after a route fewer, the population is rebuilt at the new count.
                 route_min_pending = false;
                 if minimise_routes(&mut search, iteration) {
                     continue 'outer;
