@@ -37,8 +37,8 @@
 //!   [`SrtConnection::send`], per listener for [`SrtListener::send_many`]) of at most
 //!   [`ConnectionConfig::send_buffer_limit`](stadion_srt::ConnectionConfig::send_buffer_limit)
 //!   payloads; when one is full the oldest payload is dropped, as it is the first to become too
-//!   late. A payload that waited longer than its connection's latency is dropped before it is
-//!   encrypted. Each connection then keeps at most that many unacknowledged packets and drops
+//!   late. A payload that waited so long that the connection would drop it unacknowledged
+//!   (its latency, at least 1 s) is dropped before it is encrypted. Each connection then keeps at most that many unacknowledged packets and drops
 //!   packets too late to play. All of these are counted in [`Stats::packets_send_dropped`].
 //! - **Overload**: a driver hands queued payloads to its connections for at most half a tick
 //!   at a time, then reads its socket, runs its timers and sends before it takes more, so a
@@ -841,8 +841,17 @@ struct Slot {
     received: mpsc::Sender<Bytes>,
     close_reason: Arc<Mutex<Option<CloseReason>>>,
     outbox: Arc<Outbox>,
-    /// The connection's latency: a payload queued longer than this is too late to play.
-    latency: std::time::Duration,
+    /// A payload queued longer than this is too late to send (see [`too_late_after`]).
+    too_late: std::time::Duration,
+}
+
+/// How long after being queued a payload is too late to send to a connection with this
+/// negotiated latency: the age at which the protocol core drops an unacknowledged packet
+/// from its send buffer (libsrt's rule: the latency, at least 1 s, plus two ACK periods).
+/// Dropping a payload this old before encrypting it changes nothing the receiver sees and
+/// saves an overloaded driver the work.
+fn too_late_after(latency: std::time::Duration) -> std::time::Duration {
+    latency.max(std::time::Duration::from_secs(1)) + std::time::Duration::from_millis(20)
 }
 
 /// A queued payload partly handed to its targets: `next` is the first target still to go.
@@ -1175,7 +1184,7 @@ impl<C: Core> Driver<C> {
     fn send_to(&mut self, item: &Queued, targets: std::ops::Range<usize>, now: Instant) {
         let age = now.saturating_duration_since(item.at);
         for &id in &item.targets.ids()[targets] {
-            if self.slots.get(&id).is_some_and(|s| age > s.latency) {
+            if self.slots.get(&id).is_some_and(|s| age > s.too_late) {
                 *self.send_dropped.entry(id).or_default() += 1;
                 continue;
             }
@@ -1261,10 +1270,10 @@ impl<C: Core> Driver<C> {
                             received: tx,
                             close_reason: close_reason.clone(),
                             outbox: outbox.clone(),
-                            latency: self
+                            too_late: self
                                 .core
                                 .stats(id)
-                                .map_or(std::time::Duration::MAX, |s| s.latency),
+                                .map_or(std::time::Duration::MAX, |s| too_late_after(s.latency)),
                         },
                     );
                     let handle = SrtConnection {
