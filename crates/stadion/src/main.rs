@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod control;
+mod insight;
 mod live;
 mod plan;
 mod track;
@@ -48,6 +49,9 @@ enum Command {
     /// Athlete tracking: multi-camera 3D skeletons, sprint biomechanics, live metrics.
     #[command(subcommand)]
     Track(track::Command),
+    /// Analytics: query, plot and export what the platform did (sessions, usage, decisions).
+    #[command(subcommand)]
+    Insight(insight::Command),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -74,5 +78,6 @@ fn main() -> anyhow::Result<()> {
         Command::Live(command) => live::run(command),
         Command::Plan(command) => plan::run(command),
         Command::Track(command) => track::run(command),
+        Command::Insight(command) => insight::run(command),
     }
 }
