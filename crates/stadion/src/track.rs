@@ -30,8 +30,9 @@ pub enum Command {
     /// pose/<camera>_json/, one file per frame.
     ///
     /// The model is a file you provide (docs/track.md tells how to convert MediaPipe's);
-    /// nothing is downloaded. The person is found by scanning the first frame, then followed
-    /// from each frame's landmarks.
+    /// nothing is downloaded. Each person is followed from their landmarks in the frame
+    /// before; new people are looked for where the picture moved and by scanning the whole
+    /// frame with those followed blacked out, up to --max-people per video.
     #[command(after_help = "Example:\n  \
         stadion track pose my-project --model ../shared/data/models/pose_landmark_full.onnx")]
     Pose(PoseArgs),
@@ -123,6 +124,34 @@ pub struct PoseArgs {
     /// Where to write the keypoint folders (default: PROJECT/pose).
     #[arg(long)]
     pose_dir: Option<PathBuf>,
+    #[command(flatten)]
+    people: PeopleArgs,
+}
+
+/// How many people the pose model follows in each video and how it finds new ones.
+#[derive(Debug, Args)]
+pub struct PeopleArgs {
+    /// Most people followed at once in each video (each costs one model run a frame).
+    #[arg(long, default_value_t = stadion_pose::TrackerConfig::default().max_people)]
+    max_people: usize,
+    /// Every this many frames, look for new people where the picture moved (0: never).
+    #[arg(long, default_value_t = stadion_pose::TrackerConfig::default().motion_interval)]
+    motion_interval: usize,
+    /// Every this many frames, scan the whole frame for new people (0: only while nobody
+    /// is followed).
+    #[arg(long, default_value_t = stadion_pose::TrackerConfig::default().scan_interval)]
+    scan_interval: usize,
+}
+
+impl PeopleArgs {
+    fn tracker(&self) -> stadion_pose::TrackerConfig {
+        stadion_pose::TrackerConfig {
+            max_people: self.max_people,
+            motion_interval: self.motion_interval,
+            scan_interval: self.scan_interval,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +221,8 @@ pub struct RunArgs {
     /// With --model: only the first this many frames of each video.
     #[arg(long)]
     max_frames: Option<usize>,
+    #[command(flatten)]
+    people: PeopleArgs,
     /// Frame of the skeleton overlay pictures (default: the middle frame).
     #[arg(long)]
     overlay_frame: Option<usize>,
@@ -338,14 +369,12 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Calibrate(a) => calibrate(a),
         Command::Pose(a) => {
             let dir = a.pose_dir.unwrap_or_else(|| a.project.join("pose"));
-            pose(
-                &a.project,
-                &a.model,
-                a.skeleton,
-                a.threads,
-                a.max_frames,
-                &dir,
-            )
+            let options = stadion_pose::PoseOptions {
+                tracker: a.people.tracker(),
+                skeleton: a.skeleton,
+                max_frames: a.max_frames,
+            };
+            pose(&a.project, &a.model, &options, a.threads, &dir)
         }
         Command::Triangulate(a) => {
             let inputs = Inputs::open(&a.project, a.pose_dir.as_deref())?;
@@ -596,9 +625,8 @@ fn video_frame(video: &Path, index: usize, size: (u32, u32)) -> anyhow::Result<V
 fn pose(
     project: &Path,
     model: &Path,
-    skeleton: Skeleton,
+    options: &stadion_pose::PoseOptions,
     threads: usize,
-    max_frames: Option<usize>,
     pose_dir: &Path,
 ) -> anyhow::Result<()> {
     let (p, _) = Project::open(project)?;
@@ -609,18 +637,13 @@ fn pose(
         );
     }
     let model = stadion_pose::LandmarkModel::load(model)?;
-    let options = stadion_pose::PoseOptions {
-        skeleton,
-        max_frames,
-        ..Default::default()
-    };
     let multi = indicatif::MultiProgress::new();
     let bars: Vec<ProgressBar> = p
         .videos
         .iter()
-        .map(|(camera, _)| multi.add(bar(max_frames.unwrap_or(0) as u64, camera)))
+        .map(|(camera, _)| multi.add(bar(options.max_frames.unwrap_or(0) as u64, camera)))
         .collect();
-    let results = stadion_pose::estimate_videos(&model, &p.videos, &options, threads, &|v, f| {
+    let results = stadion_pose::estimate_videos(&model, &p.videos, options, threads, &|v, f| {
         bars[v].set_position(f as u64);
     })?;
     for (b, r) in bars.iter().zip(&results) {
@@ -629,10 +652,11 @@ fn pose(
         let dir = pose_dir.join(format!("{}_json", r.keypoints.camera));
         stadion_pose::write_openpose(&r.keypoints, &dir)?;
         eprintln!(
-            "{}: {} frames, person found in {}, {} model runs, {:.1} s",
+            "{}: {} frames, somebody in {}, {} people followed, {} model runs, {:.1} s",
             r.keypoints.camera,
             r.keypoints.frames.len(),
             r.detected,
+            r.people,
             r.crops,
             r.elapsed.as_secs_f64()
         );
@@ -646,7 +670,12 @@ fn run_project(a: RunArgs) -> anyhow::Result<()> {
         && inputs.project.pose_dirs.is_empty()
     {
         let dir = a.out.join("pose");
-        pose(&a.project, model, Skeleton::Coco17, 2, a.max_frames, &dir)?;
+        let options = stadion_pose::PoseOptions {
+            tracker: a.people.tracker(),
+            skeleton: Skeleton::Coco17,
+            max_frames: a.max_frames,
+        };
+        pose(&a.project, model, &options, 2, &dir)?;
         inputs = Inputs::open(&a.project, Some(&dir))?;
     }
     let (motion, seq, keypoints) = triangulate(&inputs, a.fps, a.cutoff, a.skeleton, 15.0, &a.out)?;
