@@ -3,57 +3,19 @@
 //! reported by a second data-plane node on the same store (the data plane's own
 //! `record_usage`), then queried, plotted and scoped to a rights holder's token.
 
-use std::net::{TcpListener, UdpSocket};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+
+use common::{Serve, ok_as, stadion};
 
 use stadion_control::usage::{SessionKind, UsageEvent, UsageRecord};
 use stadion_control::{ControlPlane, NodeConfig};
 
 const TOKEN: &str = "stn_insighttestinsig_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH";
 
-fn free_tcp_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-fn free_udp_port() -> u16 {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.local_addr().unwrap().port()
-}
-
-/// Kills the server when the test ends, passed or not.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn stadion(server: &str, token: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stadion"))
-        .args(args)
-        .env("STADION_TOKEN", token)
-        .env("STADION_SERVER", server)
-        .output()
-        .unwrap()
-}
-
 fn ok(server: &str, args: &[&str]) -> String {
-    ok_as(server, TOKEN, args)
-}
-
-fn ok_as(server: &str, token: &str, args: &[&str]) -> String {
-    let out = stadion(server, token, args);
-    assert!(
-        out.status.success(),
-        "stadion {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    ok_as(server, TOKEN, &[], args)
 }
 
 fn licence(server: &str, org: &str) -> uuid::Uuid {
@@ -126,29 +88,8 @@ fn report_usage(db: &Path, records: Vec<UsageRecord>) {
 #[test]
 fn insight_queries_and_plots_what_the_server_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let http = free_tcp_port();
-    let server = format!("http://127.0.0.1:{http}");
-    let _serve = Guard(
-        Command::new(env!("CARGO_BIN_EXE_stadion"))
-            .args(["serve", "--data-dir"])
-            .arg(dir.path())
-            .args(["--listen", &format!("127.0.0.1:{http}")])
-            .args(["--srt-ingest", &format!("127.0.0.1:{}", free_udp_port())])
-            .args(["--srt-receive", &format!("127.0.0.1:{}", free_udp_port())])
-            .env("STADION_ADMIN_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while !stadion(&server, TOKEN, &["org", "list"]).status.success() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "serve did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let serve = Serve::start(dir.path(), TOKEN);
+    let server = serve.url.clone();
 
     for org in ["rhb-one", "rhb-two"] {
         ok(&server, &["org", "create", "--name", org]);
@@ -187,6 +128,7 @@ fn insight_queries_and_plots_what_the_server_recorded() {
         ok_as(
             &server,
             token,
+            &[],
             &["insight", "query", "--format", "csv", sql],
         )
     };
@@ -220,6 +162,7 @@ fn insight_queries_and_plots_what_the_server_recorded() {
     let refused = stadion(
         &server,
         TOKEN,
+        &[],
         &["insight", "query", "DELETE FROM sessions"],
     );
     assert!(!refused.status.success());

@@ -3,62 +3,26 @@
 //! and ffprobe finds its video and audio; a wrong passphrase gets nothing; what was delivered
 //! is in the sessions and usage reports, and revoking the licence cuts a receiver, on record.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Guard, Serve, ok_as};
+
 const TOKEN: &str = "stn_servetestservetes_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH";
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// The environment every CLI call gets: the passphrase `licence create` reads for rhb-one.
+const ENV: &[(&str, &str)] = &[("RHB_PASSPHRASE", "rhb-one-secret-01")];
 
 fn have(tool: &str) -> bool {
     Command::new(tool).arg("-version").output().is_ok()
 }
 
-/// Kills the child when the test ends, passed or not.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn stadion(server: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stadion"))
-        .args(args)
-        .env("STADION_TOKEN", TOKEN)
-        .env("STADION_SERVER", server)
-        .env("RHB_PASSPHRASE", "rhb-one-secret-01")
-        .output()
-        .unwrap()
-}
-
 fn ok(server: &str, args: &[&str]) -> String {
-    let out = stadion(server, args);
-    assert!(
-        out.status.success(),
-        "stadion {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    ok_as(server, TOKEN, ENV, args)
 }
 
 /// An ffmpeg receiver of the flow as rhb-one, copying `seconds` of it into `file`.
@@ -149,29 +113,9 @@ fn a_licensed_broadcaster_receives_what_an_encoder_publishes_through_serve() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (http, ingest, receive_port) = (free_tcp_port(), free_udp_port(), free_udp_port());
-    let server = format!("http://127.0.0.1:{http}");
-    let _serve = Guard(
-        Command::new(env!("CARGO_BIN_EXE_stadion"))
-            .args(["serve", "--data-dir"])
-            .arg(dir.path())
-            .args(["--listen", &format!("127.0.0.1:{http}")])
-            .args(["--srt-ingest", &format!("127.0.0.1:{ingest}")])
-            .args(["--srt-receive", &format!("127.0.0.1:{receive_port}")])
-            .env("STADION_ADMIN_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while !stadion(&server, &["org", "list"]).status.success() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "serve did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let serve = Serve::start(dir.path(), TOKEN);
+    let (server, http, ingest, receive_port) =
+        (serve.url.clone(), serve.http, serve.ingest, serve.receive);
 
     ok(&server, &["org", "create", "--name", "rhb-one"]);
     ok(
