@@ -860,6 +860,12 @@ async fn decision_log_writer(
     }
 }
 
+/// The control plane while it and its store are open; the background tasks below stop when
+/// this is `None`.
+fn alive(inner: &Weak<Inner>) -> Option<Arc<Inner>> {
+    inner.upgrade().filter(|p| !p.store.pool().is_closed())
+}
+
 /// Keeps the decision index at the store's generation: rebuilds it after changes (once they
 /// pause for a moment, so that bulk changes cost one rebuild). Every half second it also
 /// compares the database's change count with the one the index was built at, so that changes
@@ -870,12 +876,9 @@ async fn index_keeper(inner: Weak<Inner>) {
     const POLL: Duration = Duration::from_millis(500);
     let mut built: Option<(u64, i64, Arc<DecisionSnapshot>)> = None;
     loop {
-        let Some(plane) = inner.upgrade() else { return };
+        let Some(plane) = alive(&inner) else { return };
         let (store, node) = (plane.store.clone(), plane.node.clone());
         drop(plane);
-        if store.pool().is_closed() {
-            return;
-        }
         // The count is read before the snapshot: a change committed in between shows in the
         // next count and causes another rebuild.
         let count = store.change_count().await;
@@ -932,7 +935,6 @@ async fn index_keeper(inner: Weak<Inner>) {
 /// reachable. It stops with the plane.
 async fn change_follower(inner: Weak<Inner>, mut last: Option<i64>) {
     const PAGE: u32 = 1000;
-    let alive = |inner: &Weak<Inner>| inner.upgrade().filter(|p| !p.store.pool().is_closed());
     let mut listener = None;
     loop {
         let Some(plane) = alive(&inner) else { return };
@@ -1012,12 +1014,9 @@ impl Inner {
 /// reported for `stale_after`; stops with the plane.
 async fn node_heartbeat(inner: Weak<Inner>) {
     loop {
-        let Some(plane) = inner.upgrade() else { return };
+        let Some(plane) = alive(&inner) else { return };
         let (store, node) = (plane.store.clone(), plane.node.clone());
         drop(plane);
-        if store.pool().is_closed() {
-            return;
-        }
         let now = Utc::now();
         match store
             .node_heartbeat(&node.name, now, node.alive_since(now))
@@ -1042,10 +1041,7 @@ async fn node_heartbeat(inner: Weak<Inner>) {
 async fn expiry_watcher(inner: Weak<Inner>, wake: Arc<Notify>) {
     let mut since = Utc::now();
     loop {
-        let Some(plane) = inner.upgrade() else { return };
-        if plane.store.pool().is_closed() {
-            return;
-        }
+        let Some(plane) = alive(&inner) else { return };
         let now = Utc::now();
         let next = match plane.store.licences_ending(since, now).await {
             Ok((ended, next)) => {

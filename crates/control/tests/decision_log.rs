@@ -7,18 +7,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{request, seed};
+use common::{request, runtime, seed};
 use sqlx::Connection;
 use stadion_control::store::{Actor, AuditFilter};
 use stadion_control::{ControlPlane, StoreError};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("stadion.db").display())

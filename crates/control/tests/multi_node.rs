@@ -16,13 +16,7 @@ use stadion_control::usage::{SessionFilter, SessionKind, UsageEvent, UsageRecord
 use stadion_control::{ControlEvent, ControlPlane, NodeConfig, Refusal};
 use tokio::sync::broadcast;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use common::runtime;
 
 /// A fresh database on the test PostgreSQL server: its URL, and a connection to the server to
 /// drop it with [`drop_database`].

@@ -369,3 +369,12 @@ pub fn request(source: &str) -> stadion_control::AccessRequest {
         connected: 0,
     }
 }
+
+/// A two-thread runtime for tests that drive several control planes at once.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
