@@ -347,6 +347,8 @@ trait Core: Send + 'static {
     fn send(&mut self, id: ConnectionId, now: Instant, payload: Bytes) -> Result<(), SendError>;
     fn close(&mut self, id: ConnectionId, now: Instant);
     fn stats(&self, id: ConnectionId) -> Option<Stats>;
+    /// See [`Connection::send_drop_age`].
+    fn send_drop_age(&self, id: ConnectionId) -> Option<std::time::Duration>;
     fn peer_and_stream(&self, id: ConnectionId) -> Option<(SocketAddr, Option<String>)>;
     fn request_id(&self, id: ConnectionId) -> Option<RequestId>;
     /// Payloads a handle may queue for this connection.
@@ -392,6 +394,9 @@ impl Core for Connection {
     }
     fn stats(&self, _id: ConnectionId) -> Option<Stats> {
         Some(Connection::stats(self))
+    }
+    fn send_drop_age(&self, _id: ConnectionId) -> Option<std::time::Duration> {
+        Some(Connection::send_drop_age(self))
     }
     fn peer_and_stream(&self, _id: ConnectionId) -> Option<(SocketAddr, Option<String>)> {
         Some((self.peer(), self.stream_id().map(str::to_owned)))
@@ -441,6 +446,9 @@ impl Core for Listener {
     }
     fn stats(&self, id: ConnectionId) -> Option<Stats> {
         Listener::stats(self, id)
+    }
+    fn send_drop_age(&self, id: ConnectionId) -> Option<std::time::Duration> {
+        self.connection(id).map(Connection::send_drop_age)
     }
     fn peer_and_stream(&self, id: ConnectionId) -> Option<(SocketAddr, Option<String>)> {
         self.connection(id)
@@ -841,17 +849,10 @@ struct Slot {
     received: mpsc::Sender<Bytes>,
     close_reason: Arc<Mutex<Option<CloseReason>>>,
     outbox: Arc<Outbox>,
-    /// A payload queued longer than this is too late to send (see [`too_late_after`]).
+    /// A payload queued longer than this is too late to send: the core would drop it
+    /// unacknowledged anyway ([`Connection::send_drop_age`]), so an overloaded driver skips
+    /// encrypting it.
     too_late: std::time::Duration,
-}
-
-/// How long after being queued a payload is too late to send to a connection with this
-/// negotiated latency: the age at which the protocol core drops an unacknowledged packet
-/// from its send buffer (libsrt's rule: the latency, at least 1 s, plus two ACK periods).
-/// Dropping a payload this old before encrypting it changes nothing the receiver sees and
-/// saves an overloaded driver the work.
-fn too_late_after(latency: std::time::Duration) -> std::time::Duration {
-    latency.max(std::time::Duration::from_secs(1)) + std::time::Duration::from_millis(20)
 }
 
 /// A queued payload partly handed to its targets: `next` is the first target still to go.
@@ -1272,8 +1273,8 @@ impl<C: Core> Driver<C> {
                             outbox: outbox.clone(),
                             too_late: self
                                 .core
-                                .stats(id)
-                                .map_or(std::time::Duration::MAX, |s| too_late_after(s.latency)),
+                                .send_drop_age(id)
+                                .unwrap_or(std::time::Duration::MAX),
                         },
                     );
                     let handle = SrtConnection {

@@ -974,8 +974,15 @@ impl Connection {
         now < due && due <= now + last_chance_guard(self.stats.rtt_var)
     }
 
+    /// How old an unacknowledged packet may grow before the sender gives it up (libsrt's rule:
+    /// the peer's latency, at least 1 s, plus two ACK periods). An IO layer may drop payloads
+    /// queued longer than this before handing them over: the receiver would see the same.
+    pub fn send_drop_age(&self) -> Duration {
+        self.peer_latency.max(SND_DROP_FLOOR) + 2 * SYN
+    }
+
     fn drop_old_sent(&mut self, now: Instant) {
-        let limit = self.peer_latency.max(SND_DROP_FLOOR) + 2 * SYN;
+        let limit = self.send_drop_age();
         let n = self
             .snd_buf
             .iter()
