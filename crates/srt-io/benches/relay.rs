@@ -328,7 +328,11 @@ async fn srt_to_udp(port: u16, sink: SocketAddr) {
     )
     .await
     .unwrap();
-    let out = tokio::net::UdpSocket::bind("0.0.0.0:0").await.unwrap();
+    // Outside tokio's reactor: a registered socket reports itself writable again after each
+    // send (the kernel frees the sent datagrams), which cost one more epoll_wait per tick. It
+    // goes in only to wait while the kernel's buffer is full.
+    let mut out = UdpSocket::bind("0.0.0.0:0").unwrap();
+    out.set_nonblocking(true).unwrap();
     let mut gso = true;
     let mut payloads = Vec::with_capacity(batch::BATCH);
     let mut datagrams: Vec<(SocketAddr, bytes::Bytes)> = Vec::with_capacity(batch::BATCH);
@@ -337,12 +341,12 @@ async fn srt_to_udp(port: u16, sink: SocketAddr) {
         while conn.recv_many(&mut payloads, batch::BATCH).await > 0 {
             datagrams.extend(payloads.drain(..).map(|p| (sink, p)));
             while !datagrams.is_empty() {
-                match out.try_io(tokio::io::Interest::WRITABLE, || {
-                    batch::send_batch(&out, &datagrams, &mut gso)
-                }) {
+                match batch::send_batch(&out, &datagrams, &mut gso) {
                     Ok(n) => drop(datagrams.drain(..n.max(1))),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        out.writable().await.unwrap()
+                        let registered = tokio::net::UdpSocket::from_std(out).unwrap();
+                        registered.writable().await.unwrap();
+                        out = registered.into_std().unwrap();
                     }
                     Err(_) => datagrams.clear(),
                 }
