@@ -13,7 +13,12 @@ pub struct Progress {
     pub iteration: u64,
     /// Vehicles used by the best feasible solution.
     pub vehicles: usize,
-    /// Its cost ([`crate::Objective::Cost`] units).
+    /// Its cost ([`crate::Objective::Cost`] units, without the hierarchical objective's
+    /// vehicle weight): fixed, distance and time costs with the drivers' breaks placed as
+    /// the final answer places them, so the last report equals the cost [`crate::check`]
+    /// gives the answer. Vehicle types with several trips per vehicle are the exception:
+    /// the search prices each trip on its own (its fixed cost, its own duration), the
+    /// answer's vehicle days once each with the reloads and waits between trips.
     pub cost: f64,
 }
 

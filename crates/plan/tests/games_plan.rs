@@ -2,8 +2,9 @@
 //! time-of-day road check, and every output file is written and consistent with the plan.
 
 use stadion_plan::games::{self, Direction, OUTPUT_FILES, Scenario};
-use stadion_plan::{Objective, SolveConfig};
+use stadion_plan::{Objective, Progress, SolveConfig};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -11,15 +12,30 @@ fn the_sample_day_plans_in_under_ten_seconds_and_passes_the_checker() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/paris-day");
     let started = Instant::now();
     let scenario = Scenario::load(&dir).unwrap();
+    let last = Arc::new(Mutex::new(None::<Progress>));
+    let seen = last.clone();
     let config = SolveConfig {
         objective: Objective::Cost,
         seed: scenario.seed,
         time_limit: Duration::from_secs_f64(scenario.time_limit_s),
+        progress: Some(Arc::new(move |p: &Progress| {
+            *seen.lock().unwrap() = Some(*p);
+        })),
         ..SolveConfig::default()
     };
     let planned = games::plan(&scenario, &config).unwrap();
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "planning took {took:?}");
+    // The best cost the progress shows last is the plan's cost as the checker computes it
+    // (drivers' breaks included), with the same vehicles.
+    let last = last.lock().unwrap().expect("progress reported");
+    assert!(
+        (last.cost - planned.checked.cost).abs() < 1e-6 * planned.checked.cost,
+        "progress ends at {} but the checker says {}",
+        last.cost,
+        planned.checked.cost
+    );
+    assert_eq!(last.vehicles, planned.checked.vehicles);
 
     let r = &planned.report;
     let k = &r.kpis;

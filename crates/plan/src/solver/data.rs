@@ -2,7 +2,7 @@
 //! segments with constant-time concatenation, and the granular neighbourhoods.
 
 use super::trips::Span;
-use crate::model::{Instance, Objective, Reason, Side, Unassigned};
+use crate::model::{Instance, Objective, Reason, Side, Unassigned, VisitKind};
 
 /// "No location / no position / no route."
 pub(crate) const NONE: usize = usize::MAX;
@@ -66,6 +66,15 @@ pub(crate) struct Seg {
     pub net: i64,
     /// Highest prefix sum of `net` (at least 0).
     pub peak: i64,
+}
+
+/// What the exact schedule (breaks, ride times) adds to a route beyond its segment summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Exact {
+    /// Ride time over the maxima plus the extra time warp the breaks cause.
+    pub excess: f64,
+    /// The longer duration the breaks cause (their length less the waits they fill).
+    pub time: f64,
 }
 
 /// A stop of a route or one of the vehicle's breaks, for exact scheduling.
@@ -349,15 +358,67 @@ impl<'a> Data<'a> {
         self.base_cost(v, s) + p.load * self.excess(v, s) as f64 + p.warp * s.warp
     }
 
-    /// Ride-time excess plus the extra time warp the vehicle's breaks cause, on the schedule
-    /// that leaves the depot as late as the route allows (least waiting with passengers on
-    /// board), with each break at the place that costs least. O(route length) per break.
-    pub fn schedule_excess(&self, v: usize, r: &[usize]) -> f64 {
+    /// What the exact schedule of route `r` on vehicle `v` adds to its segment summary.
+    pub fn exact(&self, v: usize, r: &[usize]) -> Exact {
         if !self.exact_schedule || r.is_empty() {
-            return 0.0;
+            return Exact::default();
         }
-        let mut items: Vec<Item> = r.iter().map(|&x| Item::Node(x)).collect();
-        let base = self.items_seg(v, &items).warp;
+        let plain: Vec<Item> = r.iter().map(|&x| Item::Node(x)).collect();
+        let before = self.items_seg(v, &plain);
+        let items = self.with_breaks(v, plain);
+        let seg = self.items_seg(v, &items);
+        let ride = if self.ride_limits {
+            self.timeline(v, &items, self.departure(v, &seg)).1
+        } else {
+            0.0
+        };
+        Exact {
+            excess: (seg.warp - before.warp).max(0.0) + ride,
+            time: (seg.dur - before.dur).max(0.0),
+        }
+    }
+
+    /// Ride-time excess plus the extra time warp the vehicle's breaks cause: zero for a
+    /// feasible route.
+    pub fn schedule_excess(&self, v: usize, r: &[usize]) -> f64 {
+        self.exact(v, r).excess
+    }
+
+    /// The exact schedule's share of the penalised cost of route `r`: the break time the
+    /// driver is paid for, and the excess under the time-warp penalty. Never negative, so
+    /// a move that does not pay without it cannot pay with it.
+    pub fn exact_cost(&self, v: usize, r: &[usize], p: Penalties) -> f64 {
+        let e = self.exact(v, r);
+        p.warp * e.excess + self.vehicles[v].per_time * e.time
+    }
+
+    /// Route `r` with the breaks of vehicle `v` where [`Self::exact`] takes them, as the
+    /// visits [`crate::schedule`] times.
+    pub fn visits(&self, v: usize, r: &[usize]) -> Vec<VisitKind> {
+        let plain: Vec<Item> = r.iter().map(|&x| Item::Node(x)).collect();
+        let items = if self.exact_schedule && !r.is_empty() {
+            self.with_breaks(v, plain)
+        } else {
+            plain
+        };
+        items
+            .into_iter()
+            .map(|it| match it {
+                Item::Node(x) => VisitKind::Request {
+                    request: self.nodes[x].request,
+                    side: self.nodes[x].side,
+                },
+                Item::Break(b) => VisitKind::Break(b),
+            })
+            .collect()
+    }
+
+    /// Inserts each break the route overlaps on the schedule that leaves the depot as late
+    /// as the route allows (least waiting with passengers on board): at a place of least
+    /// time warp, preferring one with nobody on board (a break during a ride lengthens it),
+    /// then the one that lengthens the route least (a break can fill a wait). O(route
+    /// length) per break.
+    fn with_breaks(&self, v: usize, mut items: Vec<Item>) -> Vec<Item> {
         let breaks = &self.inst.vehicle_types[self.vehicles[v].vehicle_type].breaks;
         for (b, br) in breaks.iter().enumerate() {
             let seg = self.items_seg(v, &items);
@@ -366,7 +427,8 @@ impl<'a> Data<'a> {
             if !(departure < br.window.end && end > br.window.start) {
                 continue;
             }
-            // Warp with the break after each prefix, from cached prefix and suffix segments.
+            // The route with the break after each prefix, from cached prefix and suffix
+            // segments.
             let k = items.len();
             let mut prefix = Vec::with_capacity(k + 1);
             prefix.push(self.start_seg(v));
@@ -383,21 +445,18 @@ impl<'a> Data<'a> {
                 };
                 suffix[i] = self.concat(&self.item_seg(v, items[i], here), &suffix[i + 1]);
             }
-            let warp_at: Vec<f64> = (0..=k)
+            let with_at: Vec<Seg> = (0..=k)
                 .map(|i| {
                     let with = self.concat(
                         &prefix[i],
                         &self.item_seg(v, Item::Break(b), prefix[i].last),
                     );
-                    self.concat(&with, &suffix[i]).warp
+                    self.concat(&with, &suffix[i])
                 })
                 .collect();
-            let least = warp_at.iter().copied().fold(f64::INFINITY, f64::min);
-            // Among the places of least warp, the first with nobody on board (a break
-            // during a ride lengthens it), else the first.
             let mut on_board = 0i32;
-            let mut empty_at = Vec::with_capacity(k + 1);
-            empty_at.push(true);
+            let mut occupied = Vec::with_capacity(k + 1);
+            occupied.push(false);
             for &it in &items {
                 if let Item::Node(x) = it
                     && self.nodes[x].partner.is_some()
@@ -408,23 +467,20 @@ impl<'a> Data<'a> {
                         -1
                     };
                 }
-                empty_at.push(on_board == 0);
+                occupied.push(on_board != 0);
             }
-            let least_at = |i: &usize| warp_at[*i] <= least + 1e-9;
+            let least = with_at.iter().map(|s| s.warp).fold(f64::INFINITY, f64::min);
             let at = (0..=k)
-                .filter(least_at)
-                .find(|&i| empty_at[i])
-                .or_else(|| (0..=k).find(least_at))
+                .filter(|&i| with_at[i].warp <= least + 1e-9)
+                .min_by(|&i, &j| {
+                    (occupied[i].cmp(&occupied[j]))
+                        .then(with_at[i].dur.total_cmp(&with_at[j].dur))
+                        .then(i.cmp(&j))
+                })
                 .expect("at least one place");
             items.insert(at, Item::Break(b));
         }
-        let seg = self.items_seg(v, &items);
-        let ride = if self.ride_limits {
-            self.timeline(v, &items, self.departure(v, &seg)).1
-        } else {
-            0.0
-        };
-        (seg.warp - base).max(0.0) + ride
+        items
     }
 
     /// The segment of one item; a break is taken at `here`, where the vehicle is.

@@ -169,7 +169,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
         } else {
             d.penalised(route.vehicle, &route.fwd[k + 1], self.pen)
         };
-        route.cost += self.pen.warp * d.schedule_excess(route.vehicle, &route.nodes);
+        route.cost += d.exact_cost(route.vehicle, &route.nodes, self.pen);
         route.penalty = if k == 0 {
             0.0
         } else {
@@ -209,9 +209,10 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
         self.data.vehicles[v].per_distance * (sum(new) - sum(old))
     }
 
-    /// Penalty for ride times over their maximum and break-induced warp on `nodes` as a route of vehicle `v`.
-    fn ride_cost(&self, v: usize, nodes: &[usize]) -> f64 {
-        self.pen.warp * self.data.schedule_excess(v, nodes)
+    /// The exact schedule's share of the cost of `nodes` as a route of vehicle `v`: break
+    /// time, and penalties for ride times over their maximum and break-induced warp.
+    fn exact_cost(&self, v: usize, nodes: &[usize]) -> f64 {
+        self.data.exact_cost(v, nodes, self.pen)
     }
 
     /// Node lists of `ru` (and `rv` if different) after [`Self::exchange`].
@@ -403,7 +404,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
                         .route_seg(v, nodes.iter().map(|&x| self.data.node_seg(x)));
                     let c = self.data.penalised(v, &seg, self.pen);
                     if timed {
-                        c + self.ride_cost(v, nodes)
+                        c + self.exact_cost(v, nodes)
                     } else {
                         c
                     }
@@ -702,7 +703,7 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
         }
         let (lu, lv) = self.exchange_lists(ru, pu, n, rv, pv, m);
         if self.data.exact_schedule
-            && new + self.ride_cost(vu, &lu) + lv.as_ref().map_or(0.0, |l| self.ride_cost(vv, l))
+            && new + self.exact_cost(vu, &lu) + lv.as_ref().map_or(0.0, |l| self.exact_cost(vv, l))
                 - old
                 >= -EPS
         {
@@ -840,8 +841,8 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
         }
         if self.data.exact_schedule {
             let (u, v) = (&self.routes[ru].nodes, &self.routes[rv].nodes);
-            new += self.ride_cost(vu, &[&u[..pu], &v[pv..]].concat())
-                + self.ride_cost(vv, &[&v[..pv], &u[pu..]].concat());
+            new += self.exact_cost(vu, &[&u[..pu], &v[pv..]].concat())
+                + self.exact_cost(vv, &[&v[..pv], &u[pu..]].concat());
             if new - old >= -EPS {
                 return false;
             }
@@ -944,8 +945,8 @@ impl<'d, 'a> LocalSearch<'d, 'a> {
             let mut with = self.routes[rv].nodes.clone();
             with.insert(j, d);
             with.insert(i, p);
-            new += self.ride_cost(self.routes[ru].vehicle, &rest)
-                + self.ride_cost(self.routes[rv].vehicle, &with);
+            new += self.exact_cost(self.routes[ru].vehicle, &rest)
+                + self.exact_cost(self.routes[rv].vehicle, &with);
             if new - old >= -EPS {
                 return false;
             }

@@ -60,7 +60,9 @@ const RUIN_SHARE: f64 = 0.1;
 #[derive(Debug, Clone)]
 struct Indiv {
     routes: Vec<Vec<usize>>,
-    /// Fixed, distance and time costs (with the hierarchical vehicle weight).
+    /// Fixed, distance and time costs (with the hierarchical vehicle weight), break time
+    /// included: what the checker charges once the breaks are placed as the solver places
+    /// them.
     base: f64,
     excess: i64,
     warp: f64,
@@ -90,9 +92,10 @@ impl Indiv {
             if data.vehicles[v].trips > 1 {
                 spans[data.vehicles[v].vehicle_type].push(data.span(v, &seg));
             }
-            base += data.base_cost(v, &seg);
+            let exact = data.exact(v, r);
+            base += data.base_cost(v, &seg) + data.vehicles[v].per_time * exact.time;
             excess += data.excess(v, &seg);
-            warp += seg.warp + data.schedule_excess(v, r);
+            warp += seg.warp + exact.excess;
             vehicles += 1;
             for w in r.windows(2) {
                 succ[w[0]] = w[1];
@@ -750,6 +753,13 @@ fn finish(data: &Data, routes: &[Vec<usize>], busy: &[usize]) -> Solution {
             if nodes.is_empty() {
                 break;
             }
+            // Breaks where the search costed them, so that the checker's cost is the
+            // search's; elsewhere if that schedule fails after all.
+            let planned = schedule(inst, vt, &data.visits(v, &nodes));
+            if passes(inst, &planned) {
+                out.push(planned);
+                break;
+            }
             let kinds: Vec<VisitKind> = nodes
                 .iter()
                 .map(|&n| VisitKind::Request {
@@ -902,19 +912,22 @@ fn chain_trips(data: &Data, routes: Vec<Route>) -> (Vec<Route>, Vec<usize>) {
     (out, left)
 }
 
+/// Whether `route` alone passes the checker (the requests it leaves out aside).
+fn passes(inst: &Instance, route: &Route) -> bool {
+    let single = Solution {
+        routes: vec![route.clone()],
+        unassigned: Vec::new(),
+    };
+    match check(inst, &single) {
+        Ok(_) => true,
+        Err(Violations(v)) => v.iter().all(|x| matches!(x, Violation::Missing { .. })),
+    }
+}
+
 /// Schedules `kinds` with the vehicle type's breaks inserted at the first place each fits;
 /// `None` if the route (with its breaks) violates any constraint.
 fn place_breaks(inst: &Instance, vt: usize, kinds: &[VisitKind]) -> Option<Route> {
-    let ok = |route: &Route| {
-        let single = Solution {
-            routes: vec![route.clone()],
-            unassigned: Vec::new(),
-        };
-        match check(inst, &single) {
-            Ok(_) => true,
-            Err(Violations(v)) => v.iter().all(|x| matches!(x, Violation::Missing { .. })),
-        }
-    };
+    let ok = |route: &Route| passes(inst, route);
     let mut kinds = kinds.to_vec();
     for b in 0..inst.vehicle_types[vt].breaks.len() {
         let route = schedule(inst, vt, &kinds);
