@@ -5,9 +5,10 @@ mod common;
 
 use stadion_plan::read::{Rounding, read_bks, read_file};
 use stadion_plan::{
-    Break, Instance, Location, Matrix, Objective, Reason, Request, Side, SolveConfig, Stop,
-    TimeWindow, VehicleType, VisitKind, check, solve,
+    Break, Instance, Location, Matrix, Objective, Progress, Reason, Request, Side, SolveConfig,
+    Stop, TimeWindow, VehicleType, VisitKind, check, solve,
 };
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn config(seed: u64, secs: f64, iterations: u64, objective: Objective) -> SolveConfig {
@@ -58,11 +59,27 @@ fn lilim_smoke() {
         return;
     };
     let (_, inst) = read_file(&dir.join("lilim/lc101.txt"), Rounding::Exact).unwrap();
-    let sol = solve(&inst, &config(3, 2.0, 200, Objective::Hierarchical)).unwrap();
+    let last = Arc::new(Mutex::new(None::<Progress>));
+    let seen = last.clone();
+    let config = SolveConfig {
+        progress: Some(Arc::new(move |p: &Progress| {
+            *seen.lock().unwrap() = Some(*p);
+        })),
+        ..config(3, 2.0, 200, Objective::Hierarchical)
+    };
+    let sol = solve(&inst, &config).unwrap();
     assert!(sol.unassigned.is_empty());
     let cost = check(&inst, &sol).unwrap();
     assert!(cost.vehicles <= 11, "{} vehicles (BKS 10)", cost.vehicles);
     assert!(cost.distance < 828.94 * 1.05, "{}", cost.distance);
+    // The progress ends at the answer: its vehicles and its distance, without the
+    // hierarchical objective's weight per vehicle.
+    let last = last.lock().unwrap().expect("progress reported");
+    assert_eq!(last.vehicles, cost.vehicles);
+    assert!(
+        (last.cost - cost.distance).abs() < 1e-6,
+        "{last:?} vs {cost:?}"
+    );
 }
 
 #[test]
