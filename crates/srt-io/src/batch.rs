@@ -17,8 +17,11 @@ use stadion_srt::Transmit;
 
 /// Datagrams per syscall.
 pub const BATCH: usize = 64;
-/// Room per received datagram (a 1500-byte MTU datagram, rounded).
-const SLOT: usize = 1536;
+/// Room per received message: the largest UDP datagram, which is also the most that the
+/// kernel coalesces into one message on a socket with [`enable_gro`]. The scratch is never
+/// written by us, so only the pages the kernel fills become resident (a slot holding a
+/// 1316-byte datagram costs one page).
+const SLOT: usize = 1 << 16;
 
 /// # Safety
 /// `storage` holds an address the kernel wrote, `len` bytes of it.
@@ -71,22 +74,61 @@ pub fn enable_timestamps(fd: &impl AsRawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// The kernel's wall-clock arrival stamp in `hdr`'s control messages, if any.
-fn arrival_stamp(hdr: &libc::msghdr) -> Option<libc::timespec> {
+/// Lets the kernel hand over a run of equal-sized datagrams from one sender (a peer's GSO
+/// send, or what the NIC's GRO coalesced) as one message (`UDP_GRO`), which [`recv_batch`]
+/// splits again: on loopback the sender's kernel no longer cuts its GSO send into datagrams
+/// and the receiver takes a run in one step, together about 9 µs less per 8-datagram run
+/// here.
+pub fn enable_gro(fd: &impl AsRawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid option value of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// What the control messages of a received message say.
+#[derive(Default)]
+struct Control {
+    /// The kernel's wall-clock arrival stamp.
+    arrived: Option<libc::timespec>,
+    /// The message is a run of datagrams of this size (the last may be shorter).
+    segment: Option<usize>,
+}
+
+fn control(hdr: &libc::msghdr) -> Control {
+    let mut found = Control::default();
     // SAFETY: the kernel filled `msg_control` for `msg_controllen` bytes; the CMSG macros
-    // walk within that and each SCM_TIMESTAMPNS carries one timespec.
+    // walk within that, each SCM_TIMESTAMPNS carries one timespec and each UDP_GRO one int.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(hdr);
         while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                return Some(std::ptr::read_unaligned(
-                    libc::CMSG_DATA(c).cast::<libc::timespec>(),
-                ));
+            match ((*c).cmsg_level, (*c).cmsg_type) {
+                (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
+                    found.arrived = Some(std::ptr::read_unaligned(
+                        libc::CMSG_DATA(c).cast::<libc::timespec>(),
+                    ));
+                }
+                (libc::SOL_UDP, libc::UDP_GRO) => {
+                    let size = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                    found.segment = usize::try_from(size).ok().filter(|&s| s > 0);
+                }
+                _ => {}
             }
             c = libc::CMSG_NXTHDR(hdr, c);
         }
     }
-    None
+    found
 }
 
 fn wall_clock() -> Duration {
@@ -114,21 +156,22 @@ const ARENA: usize = 16 * 1024;
 /// of it.
 ///
 /// A payload may wait in a receive buffer for the whole TSBPD latency, so it must not keep
-/// the 96 KiB scratch alive. A datagram of its own allocation each (as before) cost a `malloc`
+/// the scratch alive. A datagram of its own allocation each (as before) cost a `malloc`
 /// beyond glibc's per-thread cache (over 1 KiB) and a second one the first time the `Bytes`
 /// was shared (a retransmission buffer, a payload sliced out of its SRT header), about a
 /// tenth of a 20 Mb/s receiver's CPU. Packed, a held datagram keeps at most one 16 KiB arena
 /// alive, which in a stream is shared with the datagrams around it that are held about as
 /// long; every datagram but the arena's first costs no allocation.
 pub struct RecvBuffer {
-    scratch: Box<[u8]>,
+    /// Written only by the kernel, read only where it wrote.
+    scratch: Box<[MaybeUninit<u8>]>,
     arena: BytesMut,
 }
 
 impl Default for RecvBuffer {
     fn default() -> Self {
         RecvBuffer {
-            scratch: vec![0u8; BATCH * SLOT].into_boxed_slice(),
+            scratch: Box::new_uninit_slice(BATCH * SLOT),
             arena: BytesMut::new(),
         }
     }
@@ -143,7 +186,9 @@ fn keep(arena: &mut BytesMut, data: &[u8]) -> Bytes {
     arena.split().freeze()
 }
 
-/// Receives up to [`BATCH`] datagrams without blocking; `WouldBlock` when none is waiting.
+/// Receives up to [`BATCH`] messages without blocking and appends their datagrams to `out`
+/// (a run coalesced by [`enable_gro`] is one message of many datagrams); returns how many
+/// messages, `WouldBlock` when none is waiting.
 pub fn recv_batch(
     fd: &impl AsRawFd,
     mem: &mut RecvBuffer,
@@ -156,10 +201,9 @@ pub fn recv_batch(
     let mut cmsgs = [const { MaybeUninit::<[u64; 8]>::uninit() }; BATCH];
     let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; BATCH];
     let mut msgs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; BATCH];
-    let slots = mem.scratch.chunks_exact_mut(SLOT);
-    for (i, chunk) in slots.enumerate() {
+    for (i, slot) in mem.scratch.chunks_exact_mut(SLOT).enumerate() {
         let iov = iovs[i].write(libc::iovec {
-            iov_base: chunk.as_mut_ptr().cast(),
+            iov_base: slot.as_mut_ptr().cast(),
             iov_len: SLOT,
         });
         // SAFETY: a zeroed msghdr is a valid value; the pointers set below refer to the
@@ -198,20 +242,35 @@ pub fn recv_batch(
         let len = (msg.msg_len as usize).min(SLOT);
         // SAFETY: the kernel wrote `msg_namelen` bytes of the address.
         let from = unsafe { to_socket_addr(addrs[i].as_ptr(), msg.msg_hdr.msg_namelen) };
-        if let Some(from) = from {
-            // How long ago it arrived, by the wall clock (a step of that clock between the
-            // two readings is clamped to the read time).
-            let age = arrival_stamp(&msg.msg_hdr)
-                .map(|ts| wall.saturating_sub(timespec_duration(ts)))
-                .filter(|age| *age < Duration::from_secs(1))
-                .unwrap_or_default();
-            let at = i * SLOT;
-            let data = keep(&mut mem.arena, &mem.scratch[at..at + len]);
+        let Some(from) = from else { continue };
+        let control = control(&msg.msg_hdr);
+        // How long ago it arrived, by the wall clock (a step of that clock between the two
+        // readings is clamped to the read time).
+        let age = control
+            .arrived
+            .map(|ts| wall.saturating_sub(timespec_duration(ts)))
+            .filter(|age| *age < Duration::from_secs(1))
+            .unwrap_or_default();
+        let arrived = now.checked_sub(age).unwrap_or(now);
+        // SAFETY: the kernel wrote the message's `len` bytes at the start of its slot.
+        let message: &[u8] = unsafe {
+            std::slice::from_raw_parts(mem.scratch[i * SLOT..].as_ptr().cast::<u8>(), len)
+        };
+        // A coalesced run is split back into its datagrams; anything else is one datagram
+        // (an empty one included).
+        let segment = control.segment.unwrap_or(len).max(1);
+        let mut rest = message;
+        loop {
+            let (datagram, tail) = rest.split_at(segment.min(rest.len()));
             out.push(Datagram {
                 from,
-                data,
-                arrived: now.checked_sub(age).unwrap_or(now),
+                data: keep(&mut mem.arena, datagram),
+                arrived,
             });
+            rest = tail;
+            if rest.is_empty() {
+                break;
+            }
         }
     }
     Ok(n)
@@ -358,6 +417,35 @@ pub fn send_batch<T: Outgoing>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A GSO run to a socket with GRO arrives as one message and comes out as the datagrams
+    /// that were sent, in order, each with its own content.
+    #[test]
+    fn a_coalesced_run_is_split_into_its_datagrams() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        enable_gro(&rx).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx.local_addr().unwrap();
+        let sent: Vec<(SocketAddr, Bytes)> = (0..5u8)
+            .map(|i| (to, Bytes::from(vec![i; 1000])))
+            .chain([(to, Bytes::from_static(&[9; 300]))])
+            .collect();
+        let mut gso = true;
+        assert_eq!(send_batch(&tx, &sent, &mut gso).unwrap(), sent.len());
+        assert!(gso, "the kernel refused GSO");
+        std::thread::sleep(Duration::from_millis(20));
+        let mut out = Vec::new();
+        let messages = recv_batch(&rx, &mut RecvBuffer::default(), &mut out).unwrap();
+        assert!(
+            messages < sent.len(),
+            "{messages} messages: nothing coalesced"
+        );
+        let got: Vec<&[u8]> = out.iter().map(|d| &d.data[..]).collect();
+        let want: Vec<&[u8]> = sent.iter().map(|(_, p)| &p[..]).collect();
+        assert_eq!(got, want);
+        assert!(out.iter().all(|d| d.from == tx.local_addr().unwrap()));
+    }
 
     #[test]
     fn arrival_is_when_the_kernel_received_not_when_read() {

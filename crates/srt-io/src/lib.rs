@@ -577,6 +577,8 @@ fn udp_socket(bind: SocketAddr) -> io::Result<UdpSocket> {
     sock.bind(&bind.into())?;
     // Best effort as well: without it arrivals count from when the batch is read.
     let _ = batch::enable_timestamps(&sock);
+    // And without this each datagram of a peer's GSO run is cut out and queued on its own.
+    let _ = batch::enable_gro(&sock);
     Ok(sock.into())
 }
 
@@ -1097,7 +1099,8 @@ impl<C: Core> Driver<C> {
         Ok(unsafe { AsyncFd::register_with_interest(self.socket.as_raw_fd(), interest) }?)
     }
 
-    /// Reads and handles every waiting datagram (up to a bound, for fairness); how many.
+    /// Reads and handles every waiting datagram (up to a bound, for fairness); how many
+    /// datagrams (a coalesced run counts each of its datagrams).
     fn receive(&mut self) -> io::Result<u32> {
         let mut count = 0;
         for _ in 0..16 {
@@ -1108,7 +1111,7 @@ impl<C: Core> Driver<C> {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
                 Err(e) => return Err(e),
             };
-            count += n as u32;
+            count += self.incoming.len() as u32;
             // Measurements use the arrival times, so RTT samples, clock drift and the TSBPD
             // base stay exact however late in its tick a datagram is read.
             let now = Instant::now();
