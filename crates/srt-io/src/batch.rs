@@ -3,7 +3,7 @@
 //! Written against libc because tokio exposes one datagram per syscall. Each outgoing datagram is
 //! sent as `[header, payload]` iovecs, so a payload shared by many connections (`Bytes`) is never
 //! copied into a per-connection buffer; runs to one destination use UDP GSO where the kernel
-//! has it.
+//! has it, and a socket with [`enable_gro`] takes a peer's runs whole.
 
 use std::io;
 use std::mem::MaybeUninit;
