@@ -45,7 +45,8 @@ const PENALTY_WINDOW: usize = 25;
 const REPAIR_PROBABILITY: f64 = 0.8;
 const REPAIR_BOOST: f64 = 10.0;
 const ITERATIONS_BEFORE_RESTART: u64 = 20_000;
-/// Most of the time limit spent building the initial population.
+/// Most of the time limit spent building a population (the first, or one after a restart or
+/// a route fewer) before crossover starts.
 const INITIAL_SHARE: f64 = 0.2;
 /// Share of the time limit kept for the final repair while no feasible solution is known.
 const REPAIR_SHARE: f64 = 0.1;
@@ -635,17 +636,17 @@ pub fn solve(instance: &Instance, config: &SolveConfig) -> Result<Solution, Solv
     'outer: loop {
         // (Re)start: a population of randomised cheapest-insertion solutions, or, once
         // the route minimisation has taken routes out, of starts at its count.
+        let filling = Instant::now();
         while search.feasible.members.len() + search.infeasible.members.len() < MIN_POP {
             if out_of_time(&search, iteration) {
                 break 'outer;
             }
-            // Where one local search takes long against the budget, crossover starts early
-            // (not after a restart: that one rebuilds a full population).
+            // Where one local search takes long against the budget, crossover starts early.
+            // Timed from the start of this filling: after a route fewer, the population
+            // holds only the new best until it is rebuilt at the new count (timed from the
+            // start of the search, that rebuild was cut off after two members).
             let members = search.feasible.members.len() + search.infeasible.members.len();
-            if iteration == 0
-                && members >= 2
-                && started.elapsed() > config.time_limit.mul_f64(INITIAL_SHARE)
-            {
+            if members >= 2 && filling.elapsed() > config.time_limit.mul_f64(INITIAL_SHARE) {
                 break;
             }
             search.ls.deadline = Some(search_deadline(&search));
