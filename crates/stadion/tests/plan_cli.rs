@@ -2,47 +2,12 @@
 //! itself, the repo's sample Games day, and broken inputs that must be refused with the file,
 //! the line and (for scenarios) the field. Needs nothing outside the repo.
 
+mod offline;
+
+use offline::{fails, ok, s};
+use stadion_plan::games::OUTPUT_FILES;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn stadion(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stadion"))
-        .args(args)
-        .output()
-        .expect("the stadion binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = stadion(args);
-    assert!(
-        out.status.success(),
-        "stadion {} failed:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The error text of a command that must fail (and not panic).
-fn fails(args: &[&str]) -> String {
-    let out = stadion(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "stadion {} succeeded on bad input",
-        args.join(" ")
-    );
-    assert!(
-        !err.contains("panicked"),
-        "a panic instead of an error: {err}"
-    );
-    err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
 
 /// Eight customers of demand 10 around a depot, capacity 30: at least three routes.
 const TINY: &str = "TINY
@@ -85,6 +50,7 @@ fn solve_prints_checked_routes_that_visit_every_customer_once() {
         "--format",
         "json",
     ]);
+    let out = String::from_utf8_lossy(&out.stdout);
     let json: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
     assert_eq!(json["objective"], "distance");
     assert_eq!(json["unassigned"], 0);
@@ -137,18 +103,9 @@ fn games_plans_the_sample_day_and_writes_every_output() {
         "1",
         "--quiet",
     ]);
+    let out = String::from_utf8_lossy(&out.stdout);
     assert!(out.contains("checker: ok"), "{out}");
-    for file in [
-        "plan.json",
-        "kpis.json",
-        "trips.csv",
-        "blocks.csv",
-        "lines.csv",
-        "depots.csv",
-        "unserved.csv",
-        "map.svg",
-        "gantt.svg",
-    ] {
+    for file in OUTPUT_FILES {
         let path = out_dir.path().join(file);
         let len = std::fs::metadata(&path)
             .unwrap_or_else(|e| panic!("{file}: {e}"))

@@ -4,46 +4,10 @@
 //! agree with the synthetic truth, and that broken projects are refused with an error that
 //! names the file and the field. Needs nothing outside the repo.
 
+mod offline;
+
+use offline::{fails, ok, s};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn stadion(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stadion"))
-        .args(args)
-        .output()
-        .expect("the stadion binary runs")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = stadion(args);
-    assert!(
-        out.status.success(),
-        "stadion {} failed:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// The error text of a command that must fail (and not panic).
-fn fails(args: &[&str]) -> String {
-    let out = stadion(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "stadion {} succeeded on bad input",
-        args.join(" ")
-    );
-    assert!(
-        !err.contains("panicked"),
-        "a panic instead of an error: {err}"
-    );
-    err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
 
 const FRAMES_20M: usize = 170;
 
